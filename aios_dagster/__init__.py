@@ -1,0 +1,1 @@
+"""aios_dagster: an AI operating system for enterprise automation, built on Dagster."""
