@@ -1,0 +1,160 @@
+"""The ``aios-dagster`` command: generate data, run local Triton, run the demo, serve the UI."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from aios_dagster.settings import Settings
+
+
+def _prepare_env(settings: Settings) -> None:
+    """Process-wide settings for this command only: instance home and analytics opt-outs."""
+    from aios_dagster.instance import ensure_instance_home
+
+    os.environ["AIOS_DATA_DIR"] = str(settings.data_dir)
+    os.environ["DAGSTER_HOME"] = str(ensure_instance_home(settings.dagster_home))
+    for key, value in {
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "DAGSTER_DISABLE_TELEMETRY": "true",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+def ensure_manifest(settings: Settings) -> Path:
+    """``dbt parse`` if the project has no manifest yet (the Makefile normally does this)."""
+    manifest = settings.dbt_project_dir / "target" / "manifest.json"
+    if not manifest.exists():
+        subprocess.run(
+            [
+                str(Path(sys.executable).with_name("dbt")),
+                "parse",
+                "--project-dir",
+                str(settings.dbt_project_dir),
+                "--profiles-dir",
+                str(settings.dbt_project_dir),
+                "--quiet",
+            ],
+            check=True,
+        )
+    return manifest
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> dict:
+    from aios_dagster.lib.generator import generate_reference_data
+
+    manifest = generate_reference_data(
+        settings.sources_dir,
+        seed=args.seed,
+        emails_per_week=args.emails_per_week,
+        weeks=args.weeks,
+        customers=args.customers,
+        start_date=settings.start_date,
+        drift=args.drift,
+        bad_records=not args.no_bad_records,
+    )
+    return manifest.to_dict()
+
+
+def run_triage(settings: Settings, *, triton_url: str) -> dict:
+    """Materialise the whole triage job over the generated current week; return a summary."""
+    import dagster as dg
+
+    from aios_dagster.definitions import build_definitions
+    from aios_dagster.demo_summary import summarize
+
+    gen = json.loads((settings.sources_dir / "manifest.json").read_text())
+    defs = build_definitions(replace(settings, triton_grpc_url=triton_url))
+    job = defs.resolve_job_def("triage_job")
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        tags={
+            "dagster/asset_partition_range_start": gen["current_start"],
+            "dagster/asset_partition_range_end": gen["current_end"],
+        },
+        raise_on_error=False,
+    )
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        raise SystemExit(f"triage_job failed in steps {failed}; see the run in the Dagster UI")
+    return summarize(settings, run_id=result.run_id)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
+    from aios_dagster.lib.serving.launcher import LocalTritonServer
+
+    started = time.monotonic()
+    generated = cmd_generate(args, settings)
+    ensure_manifest(settings)
+    settings.model_repository.mkdir(parents=True, exist_ok=True)
+    with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
+        summary = run_triage(settings, triton_url=server.grpc_url)
+    summary["elapsed_s"] = round(time.monotonic() - started, 1)
+    summary["drift_injected"] = generated["drift"]
+    print(
+        f"\naios_dagster demo: {summary['emails']} emails, {summary['customers']} customers, "
+        f"{summary['transactions']} transactions ingested; {summary['quarantined']} records "
+        f"quarantined; {summary['predictions']} emails routed by {summary['model_name']} "
+        f"v{summary['model_version']} on Triton ({summary['needs_review']} to human review); "
+        f"drift {'DETECTED' if summary['dataset_drift'] else 'not detected'} "
+        f"(share {summary['drift_share']:.2f}).\nDrift report: {summary['drift_report']}\n"
+        f"Elapsed: {summary['elapsed_s']} s. Browse it all: make dev\n"
+    )
+    print(json.dumps(summary, sort_keys=True))
+    return summary
+
+
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
+    """Local Triton plus ``dagster dev`` on 127.0.0.1, both stopped together."""
+    from aios_dagster.lib.serving.launcher import LocalTritonServer
+
+    ensure_manifest(settings)
+    settings.model_repository.mkdir(parents=True, exist_ok=True)
+    with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
+        env = {**os.environ, "AIOS_TRITON_GRPC_URL": server.grpc_url}
+        print(f"Triton on {server.grpc_url} (gRPC); Dagster UI on http://127.0.0.1:{args.port}")
+        cmd = [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(args.port),
+            "-m",
+            "aios_dagster.definitions",
+        ]
+        with contextlib.suppress(KeyboardInterrupt):
+            subprocess.run(cmd, env=env, check=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="aios-dagster", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("generate", "demo"):
+        p = sub.add_parser(name)
+        p.add_argument("--seed", type=int, default=7)
+        p.add_argument("--emails-per-week", type=int, default=10_000)
+        p.add_argument("--weeks", type=int, default=2)
+        p.add_argument("--customers", type=int, default=2_500)
+        p.add_argument("--drift", action="store_true", help="inject a fraud wave in the last week")
+        p.add_argument("--no-bad-records", action="store_true")
+    dev = sub.add_parser("dev")
+    dev.add_argument("--port", type=int, default=3000)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    _prepare_env(settings)
+    if args.command == "generate":
+        print(json.dumps(cmd_generate(args, settings), sort_keys=True))
+    elif args.command == "demo":
+        cmd_demo(args, settings)
+    elif args.command == "dev":
+        cmd_dev(args, settings)

@@ -1,0 +1,55 @@
+"""The code location: everything the reference workflow defines, gathered in one place.
+
+Built lazily by ``@dg.definitions`` so that importing this module does nothing: settings are
+read, the dbt manifest is located and resources are configured only when Dagster loads it.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from aios_dagster.defs.features.assets import build_dbt_assets, email_text_features
+from aios_dagster.defs.inference.assets import build_prediction_asset
+from aios_dagster.defs.ingest.assets import CONNECTOR_ASSETS
+from aios_dagster.defs.models.assets import build_model_defs, catalog
+from aios_dagster.defs.monitoring.assets import build_drift_asset
+from aios_dagster.defs.orchestration import (
+    build_mailbox_sensor,
+    refresh_job,
+    triage_job,
+    triage_schedule,
+)
+from aios_dagster.defs.quality.checks import contract_checks
+from aios_dagster.lib.dbt import dbt_project
+from aios_dagster.resources import build_resources
+from aios_dagster.settings import Settings
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat())
+    project = dbt_project(settings.dbt_project_dir)
+    assets: list[dg.AssetsDefinition] = [
+        *CONNECTOR_ASSETS,
+        email_text_features,
+        build_dbt_assets(project.manifest_path),
+    ]
+    checks: list[dg.AssetChecksDefinition] = contract_checks()
+    for spec in catalog().values():
+        model_assets, model_checks = build_model_defs(spec)
+        assets += [*model_assets, build_prediction_asset(spec, partitions), build_drift_asset(spec)]
+        checks += model_checks
+    triage = triage_job(partitions)
+    refresh = refresh_job()
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[triage, refresh],
+        schedules=[triage_schedule(triage)],
+        sensors=[build_mailbox_sensor(refresh)],
+        resources=build_resources(settings),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions(Settings.from_env())

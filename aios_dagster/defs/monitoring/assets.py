@@ -1,0 +1,95 @@
+"""Weekly drift of the router's features: the current week against the week before it."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from aios_dagster.defs.features.assets import WarehouseResource
+from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.monitoring.drift import run_drift_report
+
+
+class ReportStore(dg.ConfigurableResource):
+    """Where drift reports are kept for ML teams to browse (a folder per report)."""
+
+    root: str
+    drift_share_threshold: float = 0.3
+
+    def report_dir(self, name: str) -> Path:
+        return Path(self.root) / name
+
+
+def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
+    key = dg.AssetKey(f"{spec.name}_feature_drift")
+
+    @dg.asset(
+        key=key,
+        group_name="monitoring",
+        deps=[dg.AssetKey(spec.feature_table)],
+        kinds={"evidently"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                "drift_within_threshold",
+                asset=key,
+                description="Fails when the share of drifted feature columns reaches the "
+                "threshold (a signal to review the report and retrain).",
+            )
+        ],
+        description="Evidently data-drift report of the model's features: the newest 7 days "
+        "against the 7 days before (HTML for review, JSON for machines).",
+    )
+    def _drift(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportStore
+    ) -> dg.MaterializeResult:
+        frame = warehouse.query_arrow(
+            f"select {spec.time_column}, {', '.join(spec.numeric_features)} "
+            f"from {spec.feature_table}"
+        ).to_pandas()
+        days = frame[spec.time_column].dt.tz_convert("UTC").dt.date
+        current_end = days.max()
+        current_start = current_end - timedelta(days=6)
+        reference_start = current_start - timedelta(days=7)
+        current = frame[days >= current_start].drop(columns=[spec.time_column])
+        reference = frame[(days >= reference_start) & (days < current_start)].drop(
+            columns=[spec.time_column]
+        )
+        summary = run_drift_report(
+            reference,
+            current,
+            drift_share=reports.drift_share_threshold,
+            out_dir=reports.report_dir(f"{spec.name}_feature_drift/{current_end.isoformat()}"),
+        )
+        context.log.info(
+            f"drift: {summary.drifted_columns}/{len(summary.columns)} columns drifted "
+            f"(share {summary.drift_share:.2f}, threshold {summary.share_threshold})"
+        )
+        drifted = [c.column for c in summary.columns if c.drifted]
+        check = dg.AssetCheckResult(
+            check_name="drift_within_threshold",
+            passed=not summary.dataset_drift,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "drift_share": summary.drift_share,
+                "threshold": summary.share_threshold,
+                "drifted": drifted,
+            },
+        )
+        return dg.MaterializeResult(
+            check_results=[check],
+            metadata={
+                "report_html": dg.MetadataValue.path(str(summary.html_path)),
+                "report_url": dg.MetadataValue.url(summary.html_path.as_uri()),
+                "report_json": dg.MetadataValue.path(str(summary.json_path)),
+                "reference_window": f"{reference_start}..{current_start - timedelta(days=1)}",
+                "current_window": f"{current_start}..{current_end}",
+                "reference_rows": summary.reference_rows,
+                "current_rows": summary.current_rows,
+                "drifted_columns": summary.drifted_columns,
+                "drift_share": summary.drift_share,
+                "dataset_drift": summary.dataset_drift,
+                "drifted": drifted,
+            },
+        )
+
+    return _drift

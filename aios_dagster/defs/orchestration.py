@@ -1,0 +1,73 @@
+"""Jobs, schedules and sensors that run the reference workflow."""
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from aios_dagster.lib.connectors.sources import SourceSystems
+
+
+def triage_job(partitions: dg.DailyPartitionsDefinition) -> Any:
+    """The whole flow for one day (or a range of days): ingest to routed predictions."""
+    return dg.define_asset_job(
+        "triage_job",
+        selection=dg.AssetSelection.all(),
+        partitions_def=partitions,
+        description="Ingest, contracts, dbt features, train/publish, Triton scoring, drift.",
+    )
+
+
+def refresh_job() -> Any:
+    """Ingest and rebuild features when new mail lands (no scoring, no partition needed)."""
+    return dg.define_asset_job(
+        "mail_refresh_job",
+        selection=dg.AssetSelection.groups("ingest", "features"),
+        description="Re-ingest sources and rebuild feature tables.",
+    )
+
+
+def triage_schedule(job: Any) -> dg.ScheduleDefinition:
+    """Every morning, score yesterday's partition."""
+    return dg.build_schedule_from_partitioned_job(job, hour_of_day=2, name="triage_job_schedule")
+
+
+def _newest(folder: Path) -> tuple[int, str, int]:
+    newest, name, count = 0, "", 0
+    if not folder.exists():
+        return newest, name, count
+    for entry in folder.iterdir():
+        if entry.suffix != ".eml":
+            continue
+        count += 1
+        mtime = entry.stat().st_mtime_ns
+        if (mtime, entry.name) > (newest, name):
+            newest, name = mtime, entry.name
+    return newest, name, count
+
+
+def build_mailbox_sensor(job: Any) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="new_mail_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="Requests a refresh when new .eml files land in the mailbox folder.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, sources: SourceSystems) -> dg.SensorResult:
+        newest, name, count = _newest(sources.mailbox)
+        cursor = f"{newest}:{name}"
+        if count == 0 or cursor == context.cursor:
+            return dg.SensorResult(
+                skip_reason=f"no new mail in {sources.mailbox}", cursor=context.cursor
+            )
+        if context.cursor:
+            prev_mtime, _, prev_name = context.cursor.partition(":")
+            if (newest, name) <= (int(prev_mtime), prev_name):
+                return dg.SensorResult(skip_reason="no new mail", cursor=context.cursor)
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(run_key=cursor, tags={"aios/newest_email": name})],
+            cursor=cursor,
+        )
+
+    return _sensor

@@ -1,0 +1,48 @@
+"""The columnar lake: Parquet datasets written atomically so readers never see half a file.
+
+A dataset is a folder of Parquet files (``<root>/<dataset>/<part>.parquet``); dbt reads the
+folder with a glob. Writing a part replaces it whole (temp file + rename), which is what makes a
+re-run of the same batch idempotent instead of appending duplicates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class LakeResource(dg.ConfigurableResource):
+    """Local-folder lake (embedded profile); production points ``root`` at mounted storage."""
+
+    root: str
+
+    def dataset_dir(self, dataset: str) -> Path:
+        return Path(self.root) / dataset
+
+    def part_path(self, dataset: str, part: str = "data") -> Path:
+        return self.dataset_dir(dataset) / f"{part}.parquet"
+
+    def write(self, dataset: str, table: pa.Table, part: str = "data") -> Path:
+        """Replace one part of a dataset atomically and return its path."""
+        target = self.part_path(dataset, part)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        tmp.replace(target)
+        return target
+
+    def read(self, dataset: str, part: str | None = None) -> pa.Table:
+        """Read one part, or every part of the dataset when ``part`` is None."""
+        if part is not None:
+            return pq.read_table(self.part_path(dataset, part))
+        parts = sorted(self.dataset_dir(dataset).glob("*.parquet"))
+        if not parts:
+            raise FileNotFoundError(f"lake dataset {dataset!r} has no parts under {self.root}")
+        return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
+
+    def exists(self, dataset: str, part: str = "data") -> bool:
+        return self.part_path(dataset, part).exists()

@@ -1,0 +1,64 @@
+"""Pick every resource for the active profile from one Settings object.
+
+The embedded profile needs nothing configured (local folders, DuckDB, a local Triton); production
+overrides come only from environment variables (``dg.EnvVar`` for secrets), never code edits.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from aios_dagster.defs.features.assets import WarehouseResource
+from aios_dagster.defs.monitoring.assets import ReportStore
+from aios_dagster.lib.connectors.lake import LakeResource
+from aios_dagster.lib.connectors.pii import PiiMasker
+from aios_dagster.lib.connectors.sources import SourceSystems
+from aios_dagster.lib.contracts.store import ContractStore
+from aios_dagster.lib.lifecycle.store import ModelStore
+from aios_dagster.lib.serving.triton import TritonResource
+from aios_dagster.settings import Settings
+
+EMBEDDED_PII_KEY = "embedded-demo-key-not-a-secret"
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    pii_key: Any = dg.EnvVar("AIOS_PII_KEY") if settings.pii_key else EMBEDDED_PII_KEY
+    data = settings.data_dir
+    return {
+        "sources": SourceSystems(
+            mailbox_dir=str(settings.mailbox_dir),
+            crm_csv=str(settings.crm_csv),
+            transactions_db=str(settings.transactions_db),
+            labels_csv=str(settings.labels_csv),
+        ),
+        "lake": LakeResource(root=str(settings.lake_dir)),
+        "pii": PiiMasker(hmac_key=pii_key),
+        "contracts": ContractStore(directory=str(settings.expectations_dir)),
+        "dbt": DbtCliResource(
+            project_dir=str(settings.dbt_project_dir),
+            profiles_dir=str(settings.dbt_project_dir),
+            target=settings.warehouse,
+            # the dbt of this interpreter's environment, whatever PATH the caller has
+            dbt_executable=str(Path(sys.executable).with_name("dbt")),
+        ),
+        "warehouse": WarehouseResource(
+            duckdb_path=str(settings.warehouse_path),
+            data_dir=str(data),
+            dbt_target=settings.warehouse,
+        ),
+        "models": ModelStore(
+            repository=str(settings.model_repository),
+            candidates_dir=str(data / "models"),
+        ),
+        "triton": TritonResource(url=settings.triton_grpc_url),
+        "reports": ReportStore(
+            root=str(settings.reports_dir),
+            drift_share_threshold=float(os.environ.get("AIOS_DRIFT_SHARE_THRESHOLD", "0.3")),
+        ),
+    }

@@ -1,0 +1,107 @@
+"""One typed place that says where things live and which profile is active.
+
+Settings are read from the environment when `Settings.from_env()` is called (inside
+`@dg.definitions`, a CLI command or a test), never at import time, so importing the package has
+no side effects and tests can point everything at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+DEFAULT_START_DATE = date(2026, 11, 9)
+"""First day of the reference data: the generator and the daily partitions agree on it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the embedded profile keeps its data, and what production overrides.
+
+    Every path is absolute so that subprocesses (dbt, Triton) started from another working
+    directory see the same files.
+    """
+
+    data_dir: Path
+    triton_grpc_url: str = "127.0.0.1:8001"
+    pii_key: str | None = None
+    warehouse: str = "duckdb"
+    start_date: date = DEFAULT_START_DATE
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        data_dir = Path(env.get("AIOS_DATA_DIR", "data")).expanduser().resolve()
+        start = env.get("AIOS_START_DATE")
+        return cls(
+            data_dir=data_dir,
+            triton_grpc_url=env.get("AIOS_TRITON_GRPC_URL", "127.0.0.1:8001"),
+            pii_key=env.get("AIOS_PII_KEY"),
+            warehouse=env.get("AIOS_WAREHOUSE", "duckdb"),
+            start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
+            extra={"project_dir": env["AIOS_PROJECT_DIR"]} if "AIOS_PROJECT_DIR" in env else {},
+        )
+
+    @property
+    def sources_dir(self) -> Path:
+        """Where the (generated) source systems live: mailbox, CRM export, SQL database."""
+        return self.data_dir / "sources"
+
+    @property
+    def mailbox_dir(self) -> Path:
+        return self.sources_dir / "mailbox" / "inbox"
+
+    @property
+    def crm_csv(self) -> Path:
+        return self.sources_dir / "crm" / "customers.csv"
+
+    @property
+    def transactions_db(self) -> Path:
+        return self.sources_dir / "bank.sqlite"
+
+    @property
+    def labels_csv(self) -> Path:
+        return self.sources_dir / "labels" / "routing_labels.csv"
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.data_dir / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse" / "aios.duckdb"
+
+    @property
+    def model_repository(self) -> Path:
+        return self.data_dir / "model_repository"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def triton_work_dir(self) -> Path:
+        return self.data_dir / "triton"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    @property
+    def project_dir(self) -> Path:
+        """The checkout (or image folder) holding ``expectations/`` and ``dbt_project/``."""
+        return Path(self.extra.get("project_dir", _PACKAGE_PARENT))
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_dir / "expectations"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.project_dir / "dbt_project"
+
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
