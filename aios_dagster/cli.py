@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aios_dagster.settings import Settings
 
@@ -65,8 +66,11 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> dict:
     return manifest.to_dict()
 
 
-def run_triage(settings: Settings, *, triton_url: str) -> dict:
-    """Materialise the whole triage job over the generated current week; return a summary."""
+def run_triage(settings: Settings, *, triton_url: str, instance: Any = None) -> dict:
+    """Materialise the whole triage job over the generated current week; return a summary.
+
+    ``instance`` defaults to the one in ``DAGSTER_HOME`` so the demo's run shows in the UI.
+    """
     import dagster as dg
 
     from aios_dagster.definitions import build_definitions
@@ -76,7 +80,7 @@ def run_triage(settings: Settings, *, triton_url: str) -> dict:
     defs = build_definitions(replace(settings, triton_grpc_url=triton_url))
     job = defs.resolve_job_def("triage_job")
     result = job.execute_in_process(
-        instance=dg.DagsterInstance.get(),
+        instance=instance or dg.DagsterInstance.get(),
         tags={
             "dagster/asset_partition_range_start": gen["current_start"],
             "dagster/asset_partition_range_end": gen["current_end"],

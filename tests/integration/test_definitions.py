@@ -1,0 +1,105 @@
+"""The code location loads, with exactly the graph we intend, and loading has no side effects."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from aios_dagster.definitions import build_definitions
+from aios_dagster.settings import Settings
+
+EXPECTED_ASSETS = {
+    "raw_emails",
+    "raw_customers",
+    "raw_transactions",
+    "raw_routing_labels",
+    "email_text_features",
+    "stg_emails",
+    "stg_customers",
+    "stg_transactions",
+    "stg_routing_labels",
+    "email_features",
+    "training_set",
+    "email_router_candidate",
+    "email_router_published",
+    "email_router_predictions",
+    "email_router_feature_drift",
+}
+EXPECTED_CHECKS = {
+    "raw_emails:emails_contract",
+    "raw_customers:customers_contract",
+    "raw_transactions:transactions_contract",
+    "raw_routing_labels:routing_labels_contract",
+    "email_router_candidate:quality_gate",
+    "email_router_feature_drift:drift_within_threshold",
+    "email_features:unique_email_features_email_id",
+    "email_features:not_null_email_features_email_id",
+    "email_features:not_null_email_features_received_at",
+    "email_features:not_null_email_features_text_vec",
+    "email_features:accepted_values_email_features_segment__retail__premier__business__unknown",
+    "stg_customers:not_null_stg_customers_customer_id",
+    "stg_customers:unique_stg_customers_customer_id",
+    "stg_customers:unique_stg_customers_email_token",
+    "stg_emails:not_null_stg_emails_email_id",
+    "stg_emails:unique_stg_emails_email_id",
+    "stg_transactions:not_null_stg_transactions_txn_id",
+    "stg_transactions:unique_stg_transactions_txn_id",
+    "training_set:accepted_values_training_set_priority__P1__P2__P3",
+    "training_set:not_null_training_set_email_id",
+    "training_set:not_null_training_set_queue",
+    "training_set:unique_training_set_email_id",
+}
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory: pytest.TempPathFactory) -> dg.Definitions:
+    data = tmp_path_factory.mktemp("defs") / "data"
+    return build_definitions(Settings.from_env({"AIOS_DATA_DIR": str(data)}))
+
+
+def test_asset_graph_is_the_intended_flow(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    assert {k.to_user_string() for k in graph.asset_check_keys} == EXPECTED_CHECKS
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+        for k in graph.get_all_asset_keys()
+    }
+    assert parents["stg_emails"] == {"raw_emails"}
+    assert parents["email_features"] == {
+        "stg_emails",
+        "stg_customers",
+        "stg_transactions",
+        "email_text_features",
+    }
+    assert parents["email_router_predictions"] == {"email_features", "email_router_published"}
+    assert parents["email_router_published"] == {"email_router_candidate"}
+
+
+def test_contract_and_gate_checks_block_downstream(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.asset_check_keys:
+        spec = graph.get_check_spec(key)
+        if key.name.endswith("_contract") or key.name == "quality_gate":
+            assert spec.blocking, key
+
+
+def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
+    assert defs.resolve_job_def("triage_job").partitions_def is not None
+    assert defs.resolve_job_def("mail_refresh_job") is not None
+    assert [s.name for s in defs.schedules or []] == ["triage_job_schedule"]
+    assert [s.name for s in defs.sensors or []] == ["new_mail_sensor"]
+
+
+def test_importing_definitions_writes_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code = "import aios_dagster.definitions as d; d.defs"
+    subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        env={"AIOS_DATA_DIR": str(data), "PATH": ""},
+        cwd=tmp_path,
+    )
+    assert list(tmp_path.iterdir()) == []
