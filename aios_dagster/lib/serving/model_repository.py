@@ -1,0 +1,258 @@
+"""Publishing ``LinearHeadsModel`` versions into a Triton model repository.
+
+Layout written for a model ``<name>``::
+
+    <repository>/<name>/config.pbtxt          # python backend, batching, labels as parameters
+    <repository>/<name>/<version>/model.py    # copy of python_backend/model.py
+    <repository>/<name>/<version>/weights.npz # LinearHeadsModel.to_npz
+    <repository>/<name>/<version>/model_card.json
+
+Why it works this way:
+
+* **Versions are immutable and numbered** (next integer), and ``version_policy`` keeps earlier
+  versions servable so a rollback is a request for an explicit version, not a re-deploy.
+* **Idempotent**: publishing weights whose ``content_hash`` equals the newest version's writes
+  nothing, so a re-materialised training asset does not create version churn.
+* **Atomic**: a version is assembled in a hidden staging directory inside the model directory
+  (same filesystem) and renamed into place, and ``config.pbtxt`` is replaced with
+  ``os.replace``; a Triton that loads concurrently never sees a half-written version. Triton
+  ignores non-numeric subdirectories of a model directory.
+* **The config is the contract remote clients read**: labels (``labels_<head>``) and
+  ``feature_names`` are config parameters, so a client only needs the gRPC URL. The config
+  describes the newest version and is rewritten on every publish. Triton needs fixed input
+  dims, so if a publish changes the *signature* (feature names, heads or labels), older
+  versions with another signature would be served under a config that lies about them. In
+  that case the policy becomes ``specific { versions: [...] }`` listing only the versions whose
+  signature matches the newest; otherwise it is ``all {}``. A signature change is a breaking
+  change: roll back across it by re-publishing the old weights (which become a new version).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aios_dagster.lib.serving.linear_model import LinearHeadsModel
+
+CONFIG_FILE = "config.pbtxt"
+WEIGHTS_FILE = "weights.npz"
+MODEL_CARD_FILE = "model_card.json"
+BACKEND_FILE = "model.py"
+INPUT_NAME = "features"
+_STAGING_PREFIX = ".staging-"
+_MAX_PUBLISH_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """Result of ``publish_linear_model``; ``created`` is False for an idempotent no-op."""
+
+    model_name: str
+    version: int
+    content_hash: str
+    path: Path
+    created: bool
+
+
+def _check_model_name(model_name: str) -> None:
+    if (
+        not model_name
+        or model_name.startswith(".")
+        or not model_name.replace("_", "").replace("-", "").isalnum()
+    ):
+        raise ValueError(
+            f"model name {model_name!r} must be alphanumeric with '_' or '-' "
+            "(it is a directory name and a URL path segment)"
+        )
+
+
+def list_versions(repository: Path, model_name: str) -> list[int]:
+    """Published version numbers of ``model_name``, ascending (empty if none)."""
+    model_dir = Path(repository) / model_name
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(child.name)
+        for child in model_dir.iterdir()
+        if child.is_dir() and child.name.isdigit() and int(child.name) > 0
+    )
+
+
+def read_model_card(repository: Path, model_name: str, version: int) -> dict[str, Any]:
+    """The ``model_card.json`` of one published version."""
+    path = Path(repository) / model_name / str(version) / MODEL_CARD_FILE
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _signature(feature_names: list[str], heads: list[dict[str, object]]) -> str:
+    return json.dumps({"feature_names": feature_names, "heads": heads}, sort_keys=True)
+
+
+def _card_signature(card: dict[str, Any]) -> str | None:
+    try:
+        return _signature(list(card["feature_names"]), list(card["heads"]))
+    except (KeyError, TypeError):
+        return None
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid protobuf text-format string
+
+
+def render_config(
+    model_name: str,
+    model: LinearHeadsModel,
+    *,
+    max_batch_size: int,
+    versions: list[int] | None,
+) -> str:
+    """``config.pbtxt`` text; ``versions=None`` means ``version_policy: { all {} }``."""
+    if versions is None:
+        policy = "version_policy: { all {} }"
+    else:
+        policy = f"version_policy: {{ specific {{ versions: [{', '.join(map(str, versions))}] }} }}"
+    outputs = ",\n".join(
+        f"  {{ name: {_quote(h.output_name)} data_type: TYPE_FP32 dims: [ {len(h.labels)} ] }}"
+        for h in model.heads
+    )
+    params = [("feature_names", ",".join(model.feature_names))]
+    params += [(f"labels_{h.name}", ",".join(h.labels)) for h in model.heads]
+    parameters = "\n".join(
+        f"parameters: {{ key: {_quote(k)} value: {{ string_value: {_quote(v)} }} }}"
+        for k, v in params
+    )
+    return (
+        f"# Written by aios_dagster.lib.serving.model_repository; describes the newest version.\n"
+        f"name: {_quote(model_name)}\n"
+        f'backend: "python"\n'
+        f"max_batch_size: {max_batch_size}\n"
+        f"{policy}\n"
+        f"input [\n"
+        f"  {{ name: {_quote(INPUT_NAME)} data_type: TYPE_FP32 dims: [ {model.n_features} ] }}\n"
+        f"]\n"
+        f"output [\n{outputs}\n]\n"
+        f"dynamic_batching {{ }}\n"
+        f"instance_group [ {{ kind: KIND_CPU count: 1 }} ]\n"
+        f"{parameters}\n"
+    )
+
+
+def _backend_source() -> bytes:
+    return (
+        resources.files("aios_dagster.lib.serving")
+        .joinpath("python_backend")
+        .joinpath(BACKEND_FILE)
+        .read_bytes()
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{_STAGING_PREFIX}{uuid.uuid4().hex}-{path.name}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def publish_linear_model(
+    repository: Path,
+    model_name: str,
+    model: LinearHeadsModel,
+    *,
+    max_batch_size: int = 1024,
+) -> PublishedVersion:
+    """Publish ``model`` as the next version of ``model_name`` (or no-op if unchanged).
+
+    Returns the new version, or the newest existing one with ``created=False`` when its
+    content hash equals ``model.content_hash()``. The server only picks the version up on the
+    next explicit ``load_model`` (``TritonResource.load_model``).
+    """
+    _check_model_name(model_name)
+    if max_batch_size < 1:
+        raise ValueError("max_batch_size must be >= 1")
+    repository = Path(repository)
+    model_dir = repository / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    content_hash = model.content_hash()
+
+    existing = list_versions(repository, model_name)
+    if existing:
+        newest = existing[-1]
+        try:
+            newest_hash = read_model_card(repository, model_name, newest).get("content_hash")
+        except (OSError, ValueError):
+            newest_hash = None
+        if newest_hash == content_hash:
+            return PublishedVersion(
+                model_name, newest, content_hash, model_dir / str(newest), created=False
+            )
+
+    meta_heads: list[dict[str, object]] = [
+        {"name": h.name, "labels": list(h.labels)} for h in model.heads
+    ]
+    staging = model_dir / f"{_STAGING_PREFIX}{uuid.uuid4().hex}"
+    staging.mkdir()
+    try:
+        (staging / BACKEND_FILE).write_bytes(_backend_source())
+        model.to_npz(staging / WEIGHTS_FILE)
+        version = 0
+        for _ in range(_MAX_PUBLISH_ATTEMPTS):
+            versions_now = list_versions(repository, model_name)
+            version = (versions_now[-1] if versions_now else 0) + 1
+            card = {
+                "model_name": model_name,
+                "version": version,
+                "content_hash": content_hash,
+                "created_at": datetime.now(UTC).isoformat(),
+                "n_features": model.n_features,
+                "feature_names": list(model.feature_names),
+                "heads": meta_heads,
+                "max_batch_size": max_batch_size,
+            }
+            (staging / MODEL_CARD_FILE).write_text(
+                json.dumps(card, indent=2, sort_keys=True), encoding="utf-8"
+            )
+            try:
+                # Atomic on one filesystem; fails if a concurrent publisher took the number.
+                staging.rename(model_dir / str(version))
+                break
+            except OSError:
+                continue
+        else:
+            raise RuntimeError(
+                f"could not claim a version number for {model_name!r} after "
+                f"{_MAX_PUBLISH_ATTEMPTS} attempts (concurrent publishers?)"
+            )
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # Keep every version servable unless its signature differs from the one the config states.
+    signature = _signature(list(model.feature_names), meta_heads)
+    compatible: list[int] = []
+    all_compatible = True
+    for v in list_versions(repository, model_name):
+        try:
+            sig = _card_signature(read_model_card(repository, model_name, v))
+        except (OSError, ValueError):
+            sig = None
+        if sig == signature:
+            compatible.append(v)
+        else:
+            all_compatible = False
+    config = render_config(
+        model_name,
+        model,
+        max_batch_size=max_batch_size,
+        versions=None if all_compatible else compatible,
+    )
+    config_path = model_dir / CONFIG_FILE
+    if not config_path.exists() or config_path.read_text(encoding="utf-8") != config:
+        _write_atomic(config_path, config)
+    return PublishedVersion(
+        model_name, version, content_hash, model_dir / str(version), created=True
+    )

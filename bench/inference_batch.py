@@ -1,0 +1,170 @@
+"""Batch-inference throughput: our Triton path vs a plain client loop vs in-process numpy.
+
+Run: ``.venv/bin/python bench/inference_batch.py [--rows N]``
+
+Starts its own local Triton server (CPU, Python backend) over a temporary model repository,
+publishes a random ``LinearHeadsModel`` (256+8 features, heads of 6 and 3 labels) and, in one
+run, measures rows/s of
+
+(a) ``TritonResource.infer`` (chunks of 1024 rows, 4 in flight, retries armed),
+(b) a hand-written single-threaded ``tritonclient.grpc`` loop at the same batch size,
+(c) ``LinearHeadsModel.predict_proba`` in-process (the ceiling: no serialisation, no network).
+
+Each is warmed up once, then timed ``--reps`` times; the median is reported. Outputs of (a)
+and (b) are checked against (c) to 1e-4 so the benchmark cannot time the wrong work. Results go
+to ``bench/results/inference_batch.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+from aios_dagster.lib.serving.launcher import LocalTritonServer
+from aios_dagster.lib.serving.linear_model import LinearHeadsModel
+from aios_dagster.lib.serving.model_repository import publish_linear_model
+from aios_dagster.lib.serving.triton import TritonResource
+
+MODEL_NAME = "bench_router"
+HEADS = {"queue": 6, "priority": 3}
+BATCH_ROWS = 1024
+CONCURRENCY = 4
+TOLERANCE = 1e-4
+
+Outputs = dict[str, np.ndarray]
+
+
+def plain_loop(url: str, x: np.ndarray, output_names: list[str]) -> Outputs:
+    """What a careful user writes by hand: one client, one request at a time."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in output_names}
+    with grpcclient.InferenceServerClient(url=url) as client:
+        requested = [grpcclient.InferRequestedOutput(name) for name in output_names]
+        for start in range(0, x.shape[0], BATCH_ROWS):
+            chunk = x[start : start + BATCH_ROWS]
+            infer_input = grpcclient.InferInput("features", list(chunk.shape), "FP32")
+            infer_input.set_data_from_numpy(chunk)
+            result = client.infer(MODEL_NAME, [infer_input], outputs=requested)
+            for name in output_names:
+                parts[name].append(result.as_numpy(name))
+    return {name: np.concatenate(arrays, axis=0) for name, arrays in parts.items()}
+
+
+def measure(fn: Callable[[], Outputs], rows: int, reps: int) -> tuple[float, list[float], Outputs]:
+    """Warm up once, then time ``reps`` runs; returns (median rows/s, all rows/s, outputs)."""
+    outputs = fn()
+    rates: list[float] = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        outputs = fn()
+        rates.append(rows / (time.perf_counter() - started))
+    return statistics.median(rates), rates, outputs
+
+
+def check(label: str, got: Outputs, expected: dict[str, np.ndarray]) -> float:
+    worst = 0.0
+    for head, probs in expected.items():
+        array = got[f"{head}_probs"]
+        assert array.shape == probs.shape, f"{label}: {head} shape {array.shape} != {probs.shape}"
+        worst = max(worst, float(np.abs(array - probs).max()))
+    assert worst <= TOLERANCE, f"{label}: max abs error {worst:.2e} > {TOLERANCE}"
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--features", type=int, default=256 + 8)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--output", type=Path, default=Path(__file__).parent / "results" / "inference_batch.json"
+    )
+    args = parser.parse_args(argv)
+
+    model = LinearHeadsModel.random(args.features, HEADS, seed=42)
+    output_names = [f"{head}_probs" for head in HEADS]
+    x = np.random.default_rng(7).normal(0.0, 1.5, size=(args.rows, args.features))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+
+    with tempfile.TemporaryDirectory(prefix="bench_triton_") as tmp:
+        repository = Path(tmp) / "repository"
+        repository.mkdir()
+        publish_linear_model(repository, MODEL_NAME, model, max_batch_size=BATCH_ROWS)
+        with LocalTritonServer(repository, Path(tmp) / "work") as server:
+            resource = TritonResource(
+                url=server.grpc_url, max_batch_rows=BATCH_ROWS, max_concurrency=CONCURRENCY
+            )
+            resource.wait_until_ready()
+            resource.load_model(MODEL_NAME)
+
+            ours, ours_all, ours_out = measure(
+                lambda: resource.infer(MODEL_NAME, x, output_names).outputs, args.rows, args.reps
+            )
+            plain, plain_all, plain_out = measure(
+                lambda: plain_loop(server.grpc_url, x, output_names), args.rows, args.reps
+            )
+            ceiling, ceiling_all, reference = measure(
+                lambda: {f"{k}_probs": v for k, v in model.predict_proba(x).items()},
+                args.rows,
+                args.reps,
+            )
+
+    expected = model.predict_proba(x)
+    err_ours = check("triton_resource", ours_out, expected)
+    err_plain = check("plain_loop", plain_out, expected)
+    check("in_process", reference, expected)
+
+    report = {
+        "benchmark": "inference_batch",
+        "params": {
+            "rows": args.rows,
+            "features": args.features,
+            "heads": HEADS,
+            "batch_rows": BATCH_ROWS,
+            "concurrency": CONCURRENCY,
+            "reps": args.reps,
+            "statistic": "median",
+            "server": "tritonserver 2.51 (nvidia-pytriton 0.7.0), CPU, python backend",
+            "cpu_count": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "max_abs_error": {"triton_resource": err_ours, "plain_loop": err_plain},
+        },
+        "measurements": {
+            "triton_resource": {"value": ours, "unit": "rows/s"},
+            "plain_loop": {"value": plain, "unit": "rows/s"},
+            "in_process": {"value": ceiling, "unit": "rows/s"},
+        },
+        "ratios": {"vs_plain_loop": ours / plain, "vs_in_process": ours / ceiling},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    rows = [
+        ("triton_resource (1024 x 4 in flight)", ours, ours_all),
+        ("plain_loop (1024, 1 thread)", plain, plain_all),
+        ("in_process (numpy ceiling)", ceiling, ceiling_all),
+    ]
+    print(f"\ninference_batch: {args.rows:,} rows x {args.features} features, heads {HEADS}")
+    print(f"{'path':<38} {'median rows/s':>15} {'all reps (rows/s)':>40}")
+    for label, median, rates in rows:
+        reps = ", ".join(f"{r:,.0f}" for r in rates)
+        print(f"{label:<38} {median:>15,.0f} {reps:>40}")
+    print(
+        f"ratios: vs plain loop {ours / plain:.2f}x, vs in-process {ours / ceiling:.3f}x; "
+        f"max abs error vs in-process {max(err_ours, err_plain):.1e}"
+    )
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

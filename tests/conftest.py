@@ -1,0 +1,3 @@
+"""Project-wide pytest configuration: shared fixtures live in plugin modules."""
+
+pytest_plugins = ["tests.triton_fixtures"]

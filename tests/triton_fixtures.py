@@ -1,0 +1,105 @@
+"""Pytest plugin: one real Triton server per test session, over a temporary model repository.
+
+Nothing is faked: ``triton_server`` runs the ``tritonserver`` binary from the nvidia-pytriton
+wheel. Starting it takes ~2 s and stopping ~3 s, so it is session-scoped and tests share it,
+each publishing under its own model name. If it cannot start, every test that needs it FAILS
+with the server's log tail; it is never skipped, because a skipped serving test hides a broken
+serving stack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from aios_dagster.lib.serving.launcher import LocalTritonServer, TritonStartError
+from aios_dagster.lib.serving.linear_model import LinearHeadsModel
+from aios_dagster.lib.serving.model_repository import PublishedVersion, publish_linear_model
+from aios_dagster.lib.serving.triton import TritonResource
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """A random model and where it was published."""
+
+    model: LinearHeadsModel
+    published: PublishedVersion
+
+    @property
+    def name(self) -> str:
+        return self.published.model_name
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f"{head.name}_probs" for head in self.model.heads]
+
+
+PublishFn = Callable[..., PublishedModel]
+
+
+def start_or_fail(server: LocalTritonServer) -> LocalTritonServer:
+    """Start ``server``; on failure fail the test with the log tail (never skip)."""
+    try:
+        return server.start()
+    except TritonStartError as exc:
+        pytest.fail(f"Triton server could not start:\n{exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def triton_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model repository the session server serves."""
+    return tmp_path_factory.mktemp("triton_repository")
+
+
+@pytest.fixture(scope="session")
+def triton_server(
+    triton_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalTritonServer]:
+    """A started ``LocalTritonServer`` shared by the session; always stopped at the end."""
+    server = LocalTritonServer(triton_repository, tmp_path_factory.mktemp("triton_work"))
+    try:
+        yield start_or_fail(server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def triton_resource(triton_server: LocalTritonServer) -> TritonResource:
+    """A resource pointed at the session server, with a short backoff for fast tests."""
+    return TritonResource(url=triton_server.grpc_url, retry_backoff_s=0.05)
+
+
+@pytest.fixture
+def publish_random_model(request: pytest.FixtureRequest, triton_repository: Path) -> PublishFn:
+    """Publish a small random ``LinearHeadsModel`` into the session repository.
+
+    Call it as ``publish_random_model(seed=0, n_features=16, heads={"queue": 6, ...},
+    model_name=None)``. The default model name is derived from the test name so tests sharing
+    the session server never see each other's versions. It does not load the model: tests
+    decide when the server picks a version up (``TritonResource.load_model``).
+    """
+    default_name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60].strip("_")
+
+    def publish(
+        *,
+        seed: int = 0,
+        n_features: int = 16,
+        heads: dict[str, int] | None = None,
+        model_name: str | None = None,
+        repository: Path | None = None,
+        max_batch_size: int = 1024,
+    ) -> PublishedModel:
+        model = LinearHeadsModel.random(n_features, heads or {"queue": 6, "priority": 3}, seed=seed)
+        published = publish_linear_model(
+            repository or triton_repository,
+            model_name or default_name,
+            model,
+            max_batch_size=max_batch_size,
+        )
+        return PublishedModel(model, published)
+
+    return publish
