@@ -26,7 +26,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
         with self.connect() as conn:
-            return conn.execute(sql, params or []).fetch_arrow_table()
+            return conn.execute(sql, params or []).to_arrow_table()
 
 
 @dg.asset(
@@ -48,6 +48,7 @@ def email_text_features(lake: LakeResource) -> dg.MaterializeResult:
 def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
     @dbt_assets(manifest=manifest, dagster_dbt_translator=translator(), name="triage_dbt_models")
     def _dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+        Path(warehouse.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
         args = build_args("build", Path(warehouse.data_dir), target=warehouse.dbt_target)
         yield from dbt.cli(args, context=context).stream()
 

@@ -61,7 +61,17 @@ class ModelSpec:
         parts += [arrow_to_vectors(table.column(c)) for c in self.vector_features]
         if not parts or table.num_rows == 0:
             return np.zeros((table.num_rows, 0), dtype=np.float32)
-        return np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
+        matrix = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
+        bad = ~np.isfinite(matrix).all(axis=0)
+        if bad.any():
+            names = self.feature_names({c: arrow_to_vectors(table.column(c)).shape[1]
+                                        for c in self.vector_features})
+            cols = sorted({n.split("[")[0] for n, b in zip(names, bad, strict=True) if b})
+            raise ValueError(
+                f"model {self.name}: feature table {self.feature_table} has null or non-finite "
+                f"values in {cols}; fix the feature model rather than scoring garbage"
+            )
+        return matrix
 
     def feature_names(self, vector_widths: dict[str, int]) -> tuple[str, ...]:
         names = list(self.numeric_features)
