@@ -33,6 +33,7 @@ def _run(tmp: Path, *, drift: bool) -> Iterator[PipelineRun]:
     generated = generate(settings, drift=drift)
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True)
+    (tmp / "dagster_home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp / "dagster_home"))
     server = start_or_fail(LocalTritonServer(settings.model_repository, settings.triton_work_dir))
     try:
@@ -142,12 +143,12 @@ def test_triton_scores_equal_the_published_model_in_process(clean_run: PipelineR
     model = LinearHeadsModel.from_npz(repo / "weights.npz")
     spec = catalog()["email_router"]
     with duckdb.connect(str(clean_run.settings.warehouse_path), read_only=True) as conn:
-        table = conn.execute(
+        table = conn.sql(
             f"select {', '.join((spec.id_column, *spec.feature_columns))} from email_features "
             "where received_at >= ? order by email_id",
-            [str(clean_run.generated.current_start)],
-        ).fetch_arrow_table()
-    probs = model.predict_proba(spec.build_matrix(table))["queue_probs"]
+            params=[str(clean_run.generated.current_start)],
+        ).to_arrow_table()
+    probs = model.predict_proba(spec.build_matrix(table))["queue"]
     expected = dict(
         zip(
             table.column("email_id").to_pylist(),

@@ -26,7 +26,7 @@ class WarehouseResource(dg.ConfigurableResource):
 
     def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
         with self.connect() as conn:
-            return conn.execute(sql, params or []).to_arrow_table()
+            return conn.sql(sql, params=params or None).to_arrow_table()
 
 
 @dg.asset(

@@ -64,8 +64,9 @@ class ModelSpec:
         matrix = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
         bad = ~np.isfinite(matrix).all(axis=0)
         if bad.any():
-            names = self.feature_names({c: arrow_to_vectors(table.column(c)).shape[1]
-                                        for c in self.vector_features})
+            names = self.feature_names(
+                {c: arrow_to_vectors(table.column(c)).shape[1] for c in self.vector_features}
+            )
             cols = sorted({n.split("[")[0] for n, b in zip(names, bad, strict=True) if b})
             raise ValueError(
                 f"model {self.name}: feature table {self.feature_table} has null or non-finite "
