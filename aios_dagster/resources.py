@@ -14,14 +14,14 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from aios_dagster.defs.features.assets import WarehouseResource
-from aios_dagster.defs.monitoring.assets import ReportStore
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.sources import SourceSystems
 from aios_dagster.lib.contracts.store import ContractStore
 from aios_dagster.lib.lifecycle.store import ModelStore
+from aios_dagster.lib.monitoring.store import ReportStore
 from aios_dagster.lib.serving.triton import TritonResource
+from aios_dagster.lib.warehouse import WarehouseResource
 from aios_dagster.settings import Settings
 
 EMBEDDED_PII_KEY = "embedded-demo-key-not-a-secret"

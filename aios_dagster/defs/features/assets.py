@@ -10,23 +10,7 @@ from aios_dagster.defs.ingest.assets import raw_emails
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.dbt import build_args, translator
 from aios_dagster.lib.features.text import TEXT_DIM, hash_text, vectors_to_arrow
-
-
-class WarehouseResource(dg.ConfigurableResource):
-    """The analytical warehouse dbt builds (DuckDB file in the embedded profile)."""
-
-    duckdb_path: str
-    data_dir: str
-    dbt_target: str = "duckdb"
-
-    def connect(self, *, read_only: bool = True):
-        import duckdb
-
-        return duckdb.connect(self.duckdb_path, read_only=read_only)
-
-    def query_arrow(self, sql: str, params: list | None = None) -> pa.Table:
-        with self.connect() as conn:
-            return conn.sql(sql, params=params or None).to_arrow_table()
+from aios_dagster.lib.warehouse import WarehouseResource
 
 
 @dg.asset(

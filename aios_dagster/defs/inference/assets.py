@@ -9,11 +9,11 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from aios_dagster.defs.features.assets import WarehouseResource
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.serving.triton import TritonResource
+from aios_dagster.lib.warehouse import WarehouseResource
 
 
 def predictions_part(day: date, model: str, version: str) -> str:

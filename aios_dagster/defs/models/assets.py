@@ -5,13 +5,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from aios_dagster.defs.features.assets import WarehouseResource
 from aios_dagster.lib.features.text import arrow_to_vectors
 from aios_dagster.lib.inference.catalog import ModelSpec, load_catalog
 from aios_dagster.lib.lifecycle.store import ModelStore
 from aios_dagster.lib.lifecycle.train import train_linear_heads
 from aios_dagster.lib.serving.model_repository import publish_linear_model
 from aios_dagster.lib.serving.triton import TritonResource
+from aios_dagster.lib.warehouse import WarehouseResource
 
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 

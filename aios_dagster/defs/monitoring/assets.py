@@ -1,23 +1,13 @@
 """Weekly drift of the router's features: the current week against the week before it."""
 
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 
-from aios_dagster.defs.features.assets import WarehouseResource
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.monitoring.drift import run_drift_report
-
-
-class ReportStore(dg.ConfigurableResource):
-    """Where drift reports are kept for ML teams to browse (a folder per report)."""
-
-    root: str
-    drift_share_threshold: float = 0.3
-
-    def report_dir(self, name: str) -> Path:
-        return Path(self.root) / name
+from aios_dagster.lib.monitoring.store import ReportStore
+from aios_dagster.lib.warehouse import WarehouseResource
 
 
 def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
