@@ -7,7 +7,9 @@ import; under ``dagster dev`` ``prepare_if_dev`` re-parses so model edits show u
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
@@ -18,9 +20,16 @@ def dbt_project(project_dir: Path) -> DbtProject:
     return project
 
 
+class FeatureTranslator(DagsterDbtTranslator):
+    """dbt models show in the ``features`` group next to the Python feature assets."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return "features"
+
+
 def translator() -> DagsterDbtTranslator:
     """dbt tests become Dagster asset checks on the models they test."""
-    return DagsterDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+    return FeatureTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
 def build_args(command: str, data_dir: Path, *, target: str = "duckdb") -> list[str]:

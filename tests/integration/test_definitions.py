@@ -78,6 +78,16 @@ def test_asset_graph_is_the_intended_flow(defs: dg.Definitions) -> None:
     assert parents["email_router_published"] == {"email_router_candidate"}
 
 
+def test_assets_are_grouped_by_layer(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups["raw_emails"] == "ingest"
+    assert groups["email_features"] == groups["stg_emails"] == "features"
+    assert groups["email_router_published"] == "models"
+    assert groups["email_router_predictions"] == "inference"
+    assert groups["email_router_feature_drift"] == "monitoring"
+
+
 def test_contract_and_gate_checks_block_downstream(defs: dg.Definitions) -> None:
     graph = defs.resolve_asset_graph()
     for key in graph.asset_check_keys:
