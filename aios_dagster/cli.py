@@ -140,6 +140,16 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
             subprocess.run(cmd, env=env, check=False)
 
 
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:
+    from aios_dagster.lib.inference.audit import decisions_for, explain
+
+    decisions = decisions_for(settings.lake_dir / "decision_log", args.record_id)
+    if not decisions:
+        raise SystemExit(f"no decision logged for {args.record_id}")
+    for decision in decisions if args.all else decisions[-1:]:
+        print(explain(decision))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aios-dagster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--no-bad-records", action="store_true")
     dev = sub.add_parser("dev")
     dev.add_argument("--port", type=int, default=3000)
+    why = sub.add_parser("explain", help="why was this email routed where it was")
+    why.add_argument("record_id")
+    why.add_argument("--all", action="store_true", help="every logged decision, not the latest")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     _prepare_env(settings)
@@ -162,3 +175,5 @@ def main(argv: list[str] | None = None) -> None:
         cmd_demo(args, settings)
     elif args.command == "dev":
         cmd_dev(args, settings)
+    elif args.command == "explain":
+        cmd_explain(args, settings)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +25,7 @@ import pytest
 from aios_dagster.cli import ensure_manifest, run_triage
 from aios_dagster.definitions import build_definitions
 from aios_dagster.defs.models.assets import catalog
+from aios_dagster.lib.inference.audit import decisions_for
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from tests.integration.pipeline import PipelineRun, generate, settings_for
@@ -200,3 +204,28 @@ def test_injected_fraud_wave_is_reported_as_drift(drift_run: PipelineRun) -> Non
         check
     ]
     assert record.status.value == "FAILED"
+
+
+def test_decision_log_explains_a_routing(clean_run: PipelineRun) -> None:
+    preds = _lake(clean_run, "email_router_predictions").to_pandas()
+    reviewed = preds[preds["needs_review"]]
+    row = (reviewed if len(reviewed) else preds).iloc[0]
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("aios-dagster")), "explain", row["record_id"]],
+        env={**os.environ, "AIOS_DATA_DIR": str(clean_run.settings.data_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.startswith(f"{row['record_id']} -> {row['decision']}")
+    assert "email_router v1" in out and row["input_hash"] in out and "route-or-review-v1" in out
+    log = decisions_for(clean_run.settings.lake_dir / "decision_log", row["record_id"])
+    assert log and all(d["input_hash"] == row["input_hash"] for d in log)
+    assert {d["record_id"] for d in log} == {row["record_id"]}
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run(
+            [str(Path(sys.executable).with_name("aios-dagster")), "explain", "EM-NOPE"],
+            env={**os.environ, "AIOS_DATA_DIR": str(clean_run.settings.data_dir)},
+            capture_output=True,
+            check=True,
+        )

@@ -15,6 +15,8 @@ from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 
+DECISION_LOG = "decision_log"
+
 
 def predictions_part(day: date, model: str, version: str) -> str:
     return f"date={day.isoformat()}__model={model}__v={version}"
@@ -56,10 +58,14 @@ def build_prediction_asset(
             )
             if table.num_rows:
                 decisions, result = score(spec, table, triton, context.run_id)
+                part = predictions_part(day, spec.triton_model, result.model_version)
+                lake.write(f"{spec.name}_predictions", decisions, part=part)
+                # The decision log is append-only: one part per (run, day), never rewritten,
+                # so a re-run adds its decisions instead of erasing the earlier ones.
                 lake.write(
-                    f"{spec.name}_predictions",
+                    DECISION_LOG,
                     decisions,
-                    part=predictions_part(day, spec.triton_model, result.model_version),
+                    part=f"run={context.run_id}__{part}",
                 )
                 totals["rows"] += decisions.num_rows
                 totals["needs_review"] += int(decisions["needs_review"].to_numpy().sum())
