@@ -8,12 +8,14 @@ from aios_dagster.lib.connectors.pii import PiiMasker, count_pii, mask_series, m
 def test_mask_text_replaces_each_kind_of_identifier() -> None:
     text = (
         "Hi, I'm jane.doe@example.com, call me on +44 7700 900123 or 07700 900456. "
-        "Card 4539 1488 0343 6467 was used; account 12345678; IBAN GB29 NWBK 6016 1331 9268 19."
+        "Card 4539 1488 0343 6467 was used; account 12345678, sort code 61-15-78; "
+        "IBAN GB29 NWBK 6016 1331 9268 19."
     )
     masked = mask_text(text)
     for raw in ("jane.doe@example.com", "7700 900123", "900456", "4539", "12345678", "NWBK"):
         assert raw not in masked
-    for tag in ("[EMAIL]", "[PHONE]", "[CARD]", "[ACCOUNT]", "[IBAN]"):
+    assert "61-15-78" not in masked
+    for tag in ("[EMAIL]", "[PHONE]", "[CARD]", "[ACCOUNT]", "[IBAN]", "[SORTCODE]"):
         assert tag in masked
     assert "Card [CARD] was used" in masked
 

@@ -9,12 +9,13 @@ quarantine with that reason.
 from __future__ import annotations
 
 import email
-import email.policy
 import email.utils
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.header import decode_header, make_header
+from email.message import Message
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -82,43 +83,76 @@ class ParsedEmail:
     parse_error: str | None
 
 
+def _header(msg: Message, name: str) -> str | None:
+    """A header as text, RFC 2047 encoded-words decoded (``=?utf-8?q?...?=``)."""
+    value = msg.get(name)
+    if value is None:
+        return None
+    return str(make_header(decode_header(str(value)))).strip() or None
+
+
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # an unknown charset name: keep the text, flag nothing
+        return payload.decode("utf-8", errors="replace")
+
+
 def parse_eml(path: Path) -> ParsedEmail:
-    """Parse one message file; problems are reported in ``parse_error``, never raised."""
+    """Parse one message file; problems are reported in ``parse_error``, never raised.
+
+    Uses the stdlib's compat32 parser and decodes only the headers we keep: the modern
+    ``policy.default`` parses every header into objects and was 5x slower on a 20k mailbox.
+    """
     stem = path.stem
     try:
         raw = path.read_bytes()
         if not raw.strip():
             raise ValueError("empty file")
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        msg = email.message_from_bytes(raw)
+        if msg.defects and not msg.keys():
+            raise ValueError(f"not an RFC 5322 message: {msg.defects[0]!r}")
         message_id = _msgid(msg.get("Message-ID"))
         refs = msg.get("References")
         in_reply_to = _msgid(msg.get("In-Reply-To"))
-        root = _msgid(refs.split()[0]) if refs else in_reply_to
+        root = _msgid(str(refs).split()[0]) if refs else in_reply_to
         thread_root = root or message_id
-        sender = email.utils.parseaddr(str(msg.get("From", "")))[1] or None
+        sender = email.utils.parseaddr(_header(msg, "From") or "")[1] or None
         date_hdr = msg.get("Date")
         received = email.utils.parsedate_to_datetime(str(date_hdr)) if date_hdr else None
         if received is not None and received.tzinfo is None:
             received = received.replace(tzinfo=UTC)
-        body_part = msg.get_body(preferencelist=("plain", "html"))
-        has_html = any(p.get_content_type() == "text/html" for p in msg.walk())
-        body: str | None = None
-        if body_part is not None:
-            content = body_part.get_content()
-            body = html_to_text(content) if body_part.get_content_type() == "text/html" else content
-            body = body.strip()
-        attachments = [a.get_filename() or "unnamed" for a in msg.iter_attachments()]
+        plain: str | None = None
+        html: str | None = None
+        attachments: list[str] = []
+        for part in msg.walk():
+            if part.is_multipart():
+                continue
+            ctype = part.get_content_type()
+            filename = part.get_filename()
+            disposition = (part.get("Content-Disposition") or "").lower()
+            if filename or disposition.startswith("attachment"):
+                attachments.append(filename or "unnamed")
+            elif ctype == "text/plain" and plain is None:
+                plain = _text(part)
+            elif ctype == "text/html" and html is None:
+                html = _text(part)
+        body = plain if plain is not None else (html_to_text(html) if html is not None else None)
         return ParsedEmail(
             email_id=(message_id.split("@")[0] if message_id else stem),
             message_id=message_id,
             in_reply_to=in_reply_to,
             thread_id=(thread_root.split("@")[0] if thread_root else None),
             sender_address=sender.lower() if sender else None,
-            subject=str(msg.get("Subject", "")) or None,
-            body=body,
+            subject=_header(msg, "Subject"),
+            body=body.strip() if body is not None else None,
             received_at=received.astimezone(UTC) if received else None,
             attachment_names=attachments,
-            has_html=has_html,
+            has_html=html is not None,
             source_file=path.name,
             parse_error=None,
         )

@@ -23,6 +23,7 @@ _DETECTORS: tuple[tuple[str, str], ...] = (
     ("IBAN", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,4})?\b"),
     ("CARD", r"\b(?:\d{4}[ -]?){3}\d{4}\b"),
     ("PHONE", r"(?:\+44\s?|\b0)7\d{3}\s?\d{6}\b|(?:\+44\s?|\b0)\d{2,4}\s?\d{3,4}\s?\d{3,4}\b"),
+    ("SORTCODE", r"\b\d{2}-\d{2}-\d{2}\b"),
     ("ACCOUNT", r"\b\d{8}\b"),
 )
 _COMBINED = re.compile("|".join(f"(?P<{name}>{rx})" for name, rx in _DETECTORS))
