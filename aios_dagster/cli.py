@@ -124,7 +124,9 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True, exist_ok=True)
     with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
-        env = {**os.environ, "AIOS_TRITON_GRPC_URL": server.grpc_url}
+        # The venv's bin first: `dagster dev` re-parses dbt with the `dbt` it finds on PATH.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "AIOS_TRITON_GRPC_URL": server.grpc_url, "PATH": path}
         print(f"Triton on {server.grpc_url} (gRPC); Dagster UI on http://127.0.0.1:{args.port}")
         cmd = [
             str(Path(sys.executable).with_name("dagster")),
