@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -117,10 +118,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
     return summary
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so ``with`` blocks stop Triton and dagster dev cleanly."""
+
+    def _raise(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     """Local Triton plus ``dagster dev`` on 127.0.0.1, both stopped together."""
     from aios_dagster.lib.serving.launcher import LocalTritonServer
 
+    _exit_on_sigterm()
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True, exist_ok=True)
     with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
@@ -138,8 +149,15 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
             "-m",
             "aios_dagster.definitions",
         ]
-        with contextlib.suppress(KeyboardInterrupt):
-            subprocess.run(cmd, env=env, check=False)
+        proc = subprocess.Popen(cmd, env=env)
+        try:
+            proc.wait()
+        except (KeyboardInterrupt, SystemExit):
+            proc.send_signal(signal.SIGINT)  # dagster dev stops its webserver and daemon on INT
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+            if proc.poll() is None:
+                proc.kill()
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:

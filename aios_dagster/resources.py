@@ -6,7 +6,6 @@ overrides come only from environment variables (``dg.EnvVar`` for secrets), neve
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,9 @@ EMBEDDED_PII_KEY = "embedded-demo-key-not-a-secret"
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
+    if settings.profile != "embedded" and not settings.pii_key:
+        # A known key makes tokens reversible by dictionary attack: never outside embedded.
+        raise ValueError(f"AIOS_PROFILE={settings.profile} requires AIOS_PII_KEY to be set")
     pii_key: Any = dg.EnvVar("AIOS_PII_KEY") if settings.pii_key else EMBEDDED_PII_KEY
     data = settings.data_dir
     return {
@@ -59,6 +61,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "triton": TritonResource(url=settings.triton_grpc_url),
         "reports": ReportStore(
             root=str(settings.reports_dir),
-            drift_share_threshold=float(os.environ.get("AIOS_DRIFT_SHARE_THRESHOLD", "0.3")),
+            drift_share_threshold=settings.drift_share_threshold,
         ),
     }

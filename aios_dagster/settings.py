@@ -29,6 +29,8 @@ class Settings:
     pii_key: str | None = None
     warehouse: str = "duckdb"
     start_date: date = DEFAULT_START_DATE
+    drift_share_threshold: float = 0.3
+    profile: str = "embedded"
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -42,6 +44,8 @@ class Settings:
             pii_key=env.get("AIOS_PII_KEY"),
             warehouse=env.get("AIOS_WAREHOUSE", "duckdb"),
             start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
+            drift_share_threshold=float(env.get("AIOS_DRIFT_SHARE_THRESHOLD", "0.3")),
+            profile=env.get("AIOS_PROFILE", "embedded"),
             extra={"project_dir": env["AIOS_PROJECT_DIR"]} if "AIOS_PROJECT_DIR" in env else {},
         )
 

@@ -50,6 +50,7 @@ def test_bad_rows_are_quarantined_with_rule_and_value() -> None:
             "column": "segment",
             "value": "UNKNOWN",
             "source": "crm.csv",
+            "offset": "1",
         }
     ]
     # 1 of 4 records is far above the 1% tolerance: the contract as a whole fails.
@@ -81,6 +82,7 @@ def test_landing_writes_every_row_exactly_once(tmp_path: Path) -> None:
     quarantined = lake.read("quarantine_customers").to_pandas()
     assert landing.rows_landed == len(landed) == 1
     assert landing.records_quarantined == 3
+    assert quarantined["offset"].nunique() == 3  # the null-id record is counted, not merged
     assert set(quarantined["rule"]) == {
         "column_values_to_be_unique(customer_id)",
         "column_values_to_not_be_null(customer_id)",

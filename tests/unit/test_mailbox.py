@@ -57,3 +57,24 @@ def test_broken_files_become_rows_with_a_reason(tmp_path: Path) -> None:
     binary = frame.set_index("source_file").loc["binary.eml"]
     # Not an RFC 5322 message: no sender and no date, which the emails contract quarantines.
     assert binary["sender_address"] is None
+
+
+def test_sender_comes_from_the_address_not_an_encoded_display_name(tmp_path: Path) -> None:
+    raw = (
+        b"From: =?utf-8?q?Jane_=3Cceo=40evil.example=3E?= <jane@example.com>\r\n"
+        b"Subject: hi\r\nMessage-ID: <EM-7@x>\r\nDate: Tue, 17 Nov 2026 09:15:00 +0000\r\n\r\n"
+        b"body\r\n"
+    )
+    (tmp_path / "EM-7.eml").write_bytes(raw)
+    parsed = parse_eml(tmp_path / "EM-7.eml")
+    assert parsed.sender_address == "jane@example.com"
+    assert parsed.sender_name == "Jane <ceo@evil.example>"
+
+
+def test_inline_text_part_with_a_filename_is_the_body(tmp_path: Path) -> None:
+    msg = _msg(From="a@b.co", Subject="x", Message_ID="<EM-8@x>")
+    msg.set_content("my note")
+    msg.replace_header("Content-Type", 'text/plain; charset="utf-8"; name="note.txt"')
+    msg["Content-Disposition"] = 'inline; filename="note.txt"'
+    parsed = parse_eml(_write(tmp_path / "EM-8.eml", msg))
+    assert parsed.body == "my note" and parsed.attachment_names == []

@@ -38,3 +38,13 @@ def test_tokenize_is_keyed_stable_and_case_insensitive() -> None:
     assert a.tokenize("jane@example.com") != b.tokenize("jane@example.com")
     assert "jane" not in (a.tokenize("jane@example.com") or "")
     assert a.tokenize(None) is None and a.tokenize("") is None
+
+
+def test_sender_names_are_masked_in_their_own_text() -> None:
+    from aios_dagster.lib.connectors.pii import mask_names
+
+    texts = pd.Series(["Thanks,\nSiobhan Roberts", "Dear team, ROBERTS here", None])
+    names = pd.Series(["Siobhan Roberts", "Siobhan Roberts", "X Y"])
+    masked, count = mask_names(texts, names)
+    assert masked.tolist() == ["Thanks,\n[NAME] [NAME]", "Dear team, [NAME] here", None]
+    assert count == 3

@@ -46,6 +46,7 @@ def build_prediction_asset(
         triton.wait_until_ready(timeout_s=30)
         cols = ", ".join((spec.id_column, *spec.feature_columns))
         day = window.start.date()
+        dataset = f"{spec.name}_predictions"
         totals = {"rows": 0, "needs_review": 0, "requests": 0, "retries": 0}
         versions: set[str] = set()
         latencies: list[float] = []
@@ -59,7 +60,10 @@ def build_prediction_asset(
             if table.num_rows:
                 decisions, result = score(spec, table, triton, context.run_id)
                 part = predictions_part(day, spec.triton_model, result.model_version)
-                lake.write(f"{spec.name}_predictions", decisions, part=part)
+                lake.write(dataset, decisions, part=part)
+                # One current decision per email and day: a re-run with another model version
+                # replaces the earlier version's part (history stays in the decision log).
+                lake.remove_parts(dataset, f"date={day.isoformat()}__", keep=part)
                 # The decision log is append-only: one part per (run, day), never rewritten,
                 # so a re-run adds its decisions instead of erasing the earlier ones.
                 lake.write(
@@ -73,6 +77,8 @@ def build_prediction_asset(
                 totals["retries"] += result.retries
                 versions.add(result.model_version)
                 latencies += result.latencies_ms
+            else:
+                lake.remove_parts(dataset, f"date={day.isoformat()}__")
             context.log.info(f"{day}: scored {table.num_rows} emails")
             day += timedelta(days=1)
         latencies.sort()

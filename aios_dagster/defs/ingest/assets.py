@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.mailbox import list_mailbox, read_mailbox
-from aios_dagster.lib.connectors.pii import PiiMasker, mask_series
+from aios_dagster.lib.connectors.pii import PiiMasker, mask_names, mask_series
 from aios_dagster.lib.connectors.sources import SourceSystems
 from aios_dagster.lib.connectors.tabular import read_csv_as_strings, read_sqlite_table
 from aios_dagster.lib.contracts.landing import land_with_contract
@@ -75,7 +75,9 @@ def raw_emails(
     frame["sender_token"] = pii.tokenize_series(frame["sender_address"])
     frame["subject"], subject_stats = mask_series(frame["subject"])
     frame["body"], body_stats = mask_series(frame["body"])
-    frame = frame.drop(columns=["sender_address"])[EMAILS_SCHEMA.names]
+    frame["subject"], subject_names = mask_names(frame["subject"], frame["sender_name"])
+    frame["body"], body_names = mask_names(frame["body"], frame["sender_name"])
+    frame = frame.drop(columns=["sender_address", "sender_name"])[EMAILS_SCHEMA.names]
     landing = land_with_contract(
         lake,
         "emails",
@@ -88,6 +90,7 @@ def raw_emails(
         f"emails: {landing.rows_landed} landed, {landing.records_quarantined} quarantined"
     )
     masked = {k: subject_stats.counts[k] + body_stats.counts[k] for k in body_stats.counts}
+    masked["NAME"] = subject_names + body_names
     return dg.MaterializeResult(
         metadata={**landing.metadata(), "pii_masked": masked, "dagster/row_count": len(frame)}
     )

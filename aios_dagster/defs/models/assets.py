@@ -82,7 +82,16 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
     def _publish(
         context: dg.AssetExecutionContext, models: ModelStore, triton: TritonResource
     ) -> dg.MaterializeResult:
-        model, _report = models.load_candidate(spec.name)
+        model, report = models.load_candidate(spec.name)
+        accuracy = report["holdout_accuracy"][spec.heads[0].name]
+        if report.get("content_hash") != model.content_hash():
+            raise ValueError(f"{spec.name}: candidate weights and report disagree; retrain")
+        if accuracy < spec.min_holdout_accuracy:
+            # The blocking check guards a full run; this guards a publish launched on its own.
+            raise ValueError(
+                f"{spec.name}: candidate holdout accuracy {accuracy:.3f} is below the gate "
+                f"{spec.min_holdout_accuracy}; refusing to publish"
+            )
         published = publish_linear_model(
             Path(models.repository), spec.triton_model, model, max_batch_size=spec.max_batch_size
         )

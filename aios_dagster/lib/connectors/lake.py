@@ -44,5 +44,14 @@ class LakeResource(dg.ConfigurableResource):
             raise FileNotFoundError(f"lake dataset {dataset!r} has no parts under {self.root}")
         return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
 
+    def remove_parts(self, dataset: str, prefix: str, *, keep: str | None = None) -> list[str]:
+        """Delete the parts whose name starts with ``prefix`` (except ``keep``); return them."""
+        removed = []
+        for path in sorted(self.dataset_dir(dataset).glob(f"{prefix}*.parquet")):
+            if path.stem != keep:
+                path.unlink()
+                removed.append(path.stem)
+        return removed
+
     def exists(self, dataset: str, part: str = "data") -> bool:
         return self.part_path(dataset, part).exists()

@@ -27,6 +27,7 @@ EMAIL_COLUMNS = (
     "in_reply_to",
     "thread_id",
     "sender_address",
+    "sender_name",
     "subject",
     "body",
     "received_at",
@@ -74,6 +75,7 @@ class ParsedEmail:
     in_reply_to: str | None
     thread_id: str | None
     sender_address: str | None
+    sender_name: str | None
     subject: str | None
     body: str | None
     received_at: datetime | None
@@ -121,7 +123,11 @@ def parse_eml(path: Path) -> ParsedEmail:
         in_reply_to = _msgid(msg.get("In-Reply-To"))
         root = _msgid(str(refs).split()[0]) if refs else in_reply_to
         thread_root = root or message_id
-        sender = email.utils.parseaddr(_header(msg, "From") or "")[1] or None
+        # parseaddr on the raw header: decoding encoded-words first would let a display name
+        # such as "=?utf-8?q?x_=3Cceo=40evil=3E?=" pose as the address.
+        sender_name, sender = email.utils.parseaddr(str(msg.get("From") or ""))
+        sender = sender or None
+        sender_name = str(make_header(decode_header(sender_name))) if sender_name else None
         date_hdr = msg.get("Date")
         received = email.utils.parsedate_to_datetime(str(date_hdr)) if date_hdr else None
         if received is not None and received.tzinfo is None:
@@ -135,7 +141,8 @@ def parse_eml(path: Path) -> ParsedEmail:
             ctype = part.get_content_type()
             filename = part.get_filename()
             disposition = (part.get("Content-Disposition") or "").lower()
-            if filename or disposition.startswith("attachment"):
+            is_text = ctype in ("text/plain", "text/html")
+            if disposition.startswith("attachment") or (filename and not is_text):
                 attachments.append(filename or "unnamed")
             elif ctype == "text/plain" and plain is None:
                 plain = _text(part)
@@ -148,6 +155,7 @@ def parse_eml(path: Path) -> ParsedEmail:
             in_reply_to=in_reply_to,
             thread_id=(thread_root.split("@")[0] if thread_root else None),
             sender_address=sender.lower() if sender else None,
+            sender_name=sender_name,
             subject=_header(msg, "Subject"),
             body=body.strip() if body is not None else None,
             received_at=received.astimezone(UTC) if received else None,
@@ -163,6 +171,7 @@ def parse_eml(path: Path) -> ParsedEmail:
             in_reply_to=None,
             thread_id=None,
             sender_address=None,
+            sender_name=None,
             subject=None,
             body=None,
             received_at=None,

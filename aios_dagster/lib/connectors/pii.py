@@ -86,3 +86,26 @@ class PiiMasker(dg.ConfigurableResource):
 
     def tokenize_series(self, values: pd.Series) -> pd.Series:
         return values.map(self.tokenize, na_action="ignore")
+
+
+def mask_names(texts: pd.Series, names: pd.Series) -> tuple[pd.Series, int]:
+    """Replace each row's known person name (e.g. the sender's display name) by ``[NAME]``.
+
+    Regex detectors cannot recognise names in free text; the sender's own name is the one we
+    know and the one people sign with, so each of its words (2+ letters) is masked in that row.
+    """
+    masked: list[str | None] = []
+    total = 0
+    for text, name in zip(texts.tolist(), names.tolist(), strict=True):
+        if text is None or not name:
+            masked.append(text)
+            continue
+        words = sorted({w for w in re.findall(r"[^\W\d_]{2,}", str(name))}, key=len, reverse=True)
+        if not words:
+            masked.append(text)
+            continue
+        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE)
+        new, n = pattern.subn("[NAME]", text)
+        masked.append(new)
+        total += n
+    return pd.Series(masked, index=texts.index, dtype=object), total

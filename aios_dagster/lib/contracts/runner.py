@@ -10,14 +10,22 @@ split and fail the contract as a whole.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-QUARANTINE_COLUMNS = ("dataset", "record_id", "contract", "rule", "column", "value", "source")
+QUARANTINE_COLUMNS = (
+    "dataset",
+    "record_id",
+    "contract",
+    "rule",
+    "column",
+    "value",
+    "source",
+    "offset",  # row position in the source batch: identifies records whose id is missing
+)
 
 
 @dataclass(frozen=True)
@@ -109,8 +117,11 @@ def _rule_name(config: Any) -> tuple[str, str | None]:
 
 
 def _ge_context() -> Any:
-    """An ephemeral GE context with analytics and progress bars off (GE imports lazily: ~7 s)."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    """An ephemeral GE context with progress bars off (GE imports lazily: ~7 s).
+
+    Analytics are switched off by ``GX_ANALYTICS_ENABLED=false``, set by the CLI, the Makefile
+    and the deployment's environment rather than by library code.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -167,6 +178,7 @@ def validate_frame(frame: pd.DataFrame, contract: Contract, *, source: str) -> C
                         "column": column,
                         "value": None if value is None or pd.isna(value) else str(value),
                         "source": source,
+                        "offset": str(idx),
                         "_idx": idx,
                     }
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -25,8 +26,13 @@ class ModelStore(dg.ConfigurableResource):
     def save_candidate(self, model_name: str, model: LinearHeadsModel, report: dict) -> Path:
         path = self.candidate_path(model_name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        model.to_npz(path)
-        path.with_suffix(".json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        # Report first, weights last, each atomically: the publish step checks they match.
+        tmp_json = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.json")
+        tmp_json.write_text(json.dumps(report, indent=2, sort_keys=True))
+        tmp_json.replace(path.with_suffix(".json"))
+        tmp_npz = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.npz")
+        model.to_npz(tmp_npz)
+        tmp_npz.replace(path)
         return path
 
     def load_candidate(self, model_name: str) -> tuple[LinearHeadsModel, dict]:

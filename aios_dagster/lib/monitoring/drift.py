@@ -8,7 +8,6 @@ verdicts instead of re-deriving them.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +54,6 @@ def run_drift_report(
     out_dir: Path,
 ) -> DriftSummary:
     """Compare ``current`` with ``reference`` on their shared columns; save HTML and JSON."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     from evidently import Report
     from evidently.presets import DataDriftPreset
 

@@ -27,7 +27,7 @@ txn_history as (
             where t.currency <> 'GBP'
               and t.booked_at >= e.received_at - interval '{{ var("recent_days") }} days'
         ) as foreign_txn_30d,
-        count(*) filter (where t.is_disputed) as disputes_90d
+        count(*) filter (where t.is_disputed and t.updated_at <= e.received_at) as disputes_90d
     from emails as e
     inner join customers as c on c.email_token = e.sender_token
     inner join {{ ref('stg_transactions') }} as t
@@ -47,7 +47,7 @@ select
     coalesce(c.segment, 'unknown') as segment,
     cast(coalesce(c.segment = 'premier', false) as float) as segment_premier,
     cast(coalesce(c.segment = 'business', false) as float) as segment_business,
-    coalesce(date_diff('day', c.joined_on, cast(e.received_at as date)) / 365.25, 0) as tenure_years,
+    coalesce(date_diff('day', c.joined_on, e.received_date) / 365.25, 0) as tenure_years,
     coalesce(h.txn_count_30d, 0) as txn_count_30d,
     coalesce(h.spend_30d, 0) as spend_30d,
     coalesce(h.max_debit_30d, 0) as max_debit_30d,

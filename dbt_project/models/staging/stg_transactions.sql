@@ -6,5 +6,7 @@ select
     currency,
     merchant,
     channel,
-    cast(is_disputed as boolean) as is_disputed
+    cast(is_disputed as boolean) as is_disputed,
+    -- when the row last changed (e.g. a dispute was flagged): features must not see the future
+    cast(updated_at as timestamptz) as updated_at
 from {{ source('lake', 'raw_transactions') }}
