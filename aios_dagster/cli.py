@@ -118,20 +118,31 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
     return summary
 
 
-def _exit_on_sigterm() -> None:
-    """Turn SIGTERM into SystemExit so ``with`` blocks stop Triton and dagster dev cleanly."""
+def _exit_on_signals() -> None:
+    """Turn SIGTERM/SIGINT into SystemExit so ``with`` blocks stop Triton and dagster dev.
+
+    Installed explicitly because some shells start background children with both signals
+    *ignored*, and Python then never raises KeyboardInterrupt.
+    """
 
     def _raise(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGINT, _raise)
+
+
+def _default_signals() -> None:
+    """Child processes get default signal handling back (see ``_exit_on_signals``)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     """Local Triton plus ``dagster dev`` on 127.0.0.1, both stopped together."""
     from aios_dagster.lib.serving.launcher import LocalTritonServer
 
-    _exit_on_sigterm()
+    _exit_on_signals()
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True, exist_ok=True)
     with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
@@ -149,7 +160,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
             "-m",
             "aios_dagster.definitions",
         ]
-        proc = subprocess.Popen(cmd, env=env)
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=_default_signals)  # noqa: PLW1509
         try:
             proc.wait()
         except (KeyboardInterrupt, SystemExit):
