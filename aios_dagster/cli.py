@@ -160,7 +160,7 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
             "-m",
             "aios_dagster.definitions",
         ]
-        proc = subprocess.Popen(cmd, env=env, preexec_fn=_default_signals)  # noqa: PLW1509
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=_default_signals)
         try:
             proc.wait()
         except (KeyboardInterrupt, SystemExit):
