@@ -16,6 +16,7 @@ from aios_dagster.defs.monitoring.assets import build_drift_asset
 from aios_dagster.defs.orchestration import (
     build_mailbox_sensor,
     refresh_job,
+    scoring_job,
     triage_job,
     triage_schedule,
 )
@@ -39,11 +40,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets += [*model_assets, build_prediction_asset(spec, partitions), build_drift_asset(spec)]
         checks += model_checks
     triage = triage_job(partitions)
+    scoring = scoring_job(partitions)
     refresh = refresh_job()
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[triage, refresh],
+        jobs=[triage, scoring, refresh],
         schedules=[triage_schedule(triage)],
         sensors=[build_mailbox_sensor(refresh)],
         resources=build_resources(settings),

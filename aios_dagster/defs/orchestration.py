@@ -18,6 +18,21 @@ def triage_job(partitions: dg.DailyPartitionsDefinition) -> Any:
     )
 
 
+def scoring_job(partitions: dg.DailyPartitionsDefinition) -> Any:
+    """Only the partitioned predictions: what backfills over many days should launch.
+
+    Backfilling ``triage_job`` would rebuild dbt and retrain once per day, in parallel runs on
+    one DuckDB file; scoring alone is safe to fan out.
+    """
+    return dg.define_asset_job(
+        "scoring_job",
+        selection=dg.AssetSelection.groups("inference"),
+        partitions_def=partitions,
+        tags={"aios/inference": "batch"},
+        description="Score days of emails with the published model on Triton.",
+    )
+
+
 def refresh_job() -> Any:
     """Ingest and rebuild features when new mail lands (no scoring, no partition needed)."""
     return dg.define_asset_job(

@@ -99,6 +99,11 @@ def test_contract_and_gate_checks_block_downstream(defs: dg.Definitions) -> None
 def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     assert defs.resolve_job_def("triage_job").partitions_def is not None
     assert defs.resolve_job_def("mail_refresh_job") is not None
+    scoring = defs.resolve_job_def("scoring_job")
+    assert scoring.partitions_def is not None
+    assert {k.to_user_string() for k in scoring.asset_layer.executable_asset_keys} == {
+        "email_router_predictions"
+    }
     assert [s.name for s in defs.schedules or []] == ["triage_job_schedule"]
     assert [s.name for s in defs.sensors or []] == ["new_mail_sensor"]
 
