@@ -83,6 +83,43 @@ def decisions_table(
     return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
 
 
+class ModelSignatureError(ValueError):
+    """The served model does not take or produce what the catalog declares."""
+
+
+def check_signature(spec: ModelSpec, config: dict, n_features: int) -> None:
+    """Compare Triton's model config with the catalog entry before sending any data.
+
+    A mismatch (renamed tensor, different feature count, missing head) is a deployment error:
+    fail with the field named rather than scoring with the wrong columns.
+    """
+    model = spec.triton_model
+    inputs = {i["name"]: i for i in config.get("input", [])}
+    if spec.input_tensor not in inputs:
+        raise ModelSignatureError(
+            f"{model}: catalog input tensor {spec.input_tensor!r} not served "
+            f"(served inputs: {sorted(inputs)})"
+        )
+    dims = [int(d) for d in inputs[spec.input_tensor].get("dims", [])]
+    if dims != [n_features]:
+        raise ModelSignatureError(
+            f"{model}: input {spec.input_tensor!r} has dims {dims} on Triton but the catalog "
+            f"builds {n_features} features ({len(spec.numeric_features)} numeric + vectors)"
+        )
+    if inputs[spec.input_tensor].get("data_type") != "TYPE_FP32":
+        raise ModelSignatureError(
+            f"{model}: input {spec.input_tensor!r} is "
+            f"{inputs[spec.input_tensor].get('data_type')} on Triton, the catalog sends TYPE_FP32"
+        )
+    outputs = {o["name"] for o in config.get("output", [])}
+    missing = [f"{h.name}_probs" for h in spec.heads if f"{h.name}_probs" not in outputs]
+    if missing:
+        raise ModelSignatureError(
+            f"{model}: outputs {missing} declared by the catalog heads are not served "
+            f"(served outputs: {sorted(outputs)})"
+        )
+
+
 def score(
     spec: ModelSpec,
     table: pa.Table,
@@ -91,6 +128,7 @@ def score(
 ) -> tuple[pa.Table, InferenceResult]:
     """Score every row of ``table`` (feature rows with the spec's id column)."""
     matrix = spec.build_matrix(table)
+    check_signature(spec, triton.get_model_config(spec.triton_model), matrix.shape[1])
     outputs = [f"{h.name}_probs" for h in spec.heads]
     result = triton.infer(spec.triton_model, matrix, outputs)
     labels = triton.model_labels(spec.triton_model)
