@@ -1,5 +1,6 @@
 """Jobs, schedules and sensors that run the reference workflow."""
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +71,24 @@ def build_mailbox_sensor(job: Any) -> dg.SensorDefinition:
         description="Requests a refresh when new .eml files land in the mailbox folder.",
     )
     def _sensor(context: dg.SensorEvaluationContext, sources: SourceSystems) -> dg.SensorResult:
+        # Cursor: the newest (mtime, name) seen and how many files there were. The count
+        # catches files delivered with an old mtime (``cp -p``, ``rsync -a``) that the
+        # newest-file test alone would miss; listing every name would not fit in a cursor.
         newest, name, count = _newest(sources.mailbox)
-        cursor = f"{newest}:{name}"
-        if count == 0 or cursor == context.cursor:
+        prev = json.loads(context.cursor) if context.cursor else {"mtime": 0, "name": "", "n": 0}
+        is_newer = (newest, name) > (prev["mtime"], prev["name"])
+        if count == 0 or not (is_newer or count > prev["n"]):
             return dg.SensorResult(
                 skip_reason=f"no new mail in {sources.mailbox}", cursor=context.cursor
             )
-        if context.cursor:
-            prev_mtime, _, prev_name = context.cursor.partition(":")
-            if (newest, name) <= (int(prev_mtime), prev_name):
-                return dg.SensorResult(skip_reason="no new mail", cursor=context.cursor)
+        cursor = {"mtime": max(newest, prev["mtime"]), "name": name, "n": count}
+        if not is_newer:
+            cursor["name"] = prev["name"]
         return dg.SensorResult(
-            run_requests=[dg.RunRequest(run_key=cursor, tags={"aios/newest_email": name})],
-            cursor=cursor,
+            run_requests=[
+                dg.RunRequest(run_key=f"{newest}:{name}:{count}", tags={"aios/newest_email": name})
+            ],
+            cursor=json.dumps(cursor, sort_keys=True),
         )
 
     return _sensor

@@ -1,5 +1,6 @@
 """New .eml files in the mailbox request a refresh run; the cursor stops a second request."""
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -40,3 +41,13 @@ def test_new_mail_requests_one_run(tmp_path: Path) -> None:
             dg.build_sensor_context(instance=instance, resources=resources, cursor=later.cursor)
         )
         assert settled.run_requests == []
+
+        # A file copied in with an old modification time (cp -p, rsync -a) still counts.
+        late = deliver_new_emails(settings.sources_dir, count=1, seed=6, day=date(2026, 11, 16))
+        os.utime(late[0], ns=(1, 1))
+        copied = sensor(
+            dg.build_sensor_context(
+                instance=instance, resources=resources, cursor=settled.cursor or later.cursor
+            )
+        )
+        assert len(copied.run_requests) == 1
