@@ -58,7 +58,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             repository=str(settings.model_repository),
             candidates_dir=str(data / "models"),
         ),
-        "triton": TritonResource(url=settings.triton_grpc_url),
+        "triton": TritonResource(
+            url=settings.triton_grpc_url, ready_timeout_s=settings.triton_ready_timeout_s
+        ),
         "reports": ReportStore(
             root=str(settings.reports_dir),
             drift_share_threshold=settings.drift_share_threshold,

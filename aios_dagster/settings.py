@@ -30,6 +30,7 @@ class Settings:
     warehouse: str = "duckdb"
     start_date: date = DEFAULT_START_DATE
     drift_share_threshold: float = 0.3
+    triton_ready_timeout_s: float = 30.0
     profile: str = "embedded"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -45,6 +46,7 @@ class Settings:
             warehouse=env.get("AIOS_WAREHOUSE", "duckdb"),
             start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
             drift_share_threshold=float(env.get("AIOS_DRIFT_SHARE_THRESHOLD", "0.3")),
+            triton_ready_timeout_s=float(env.get("AIOS_TRITON_READY_TIMEOUT_S", "30")),
             profile=env.get("AIOS_PROFILE", "embedded"),
             extra={"project_dir": env["AIOS_PROJECT_DIR"]} if "AIOS_PROJECT_DIR" in env else {},
         )

@@ -39,7 +39,9 @@ def _run(tmp: Path, *, drift: bool) -> Iterator[PipelineRun]:
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True)
     (tmp / "dagster_home").mkdir()
-    instance = dg.DagsterInstance.local_temp(str(tmp / "dagster_home"))
+    instance = dg.DagsterInstance.local_temp(
+        str(tmp / "dagster_home"), overrides={"telemetry": {"enabled": False}}
+    )
     server = start_or_fail(LocalTritonServer(settings.model_repository, settings.triton_work_dir))
     try:
         summary = run_triage(settings, triton_url=server.grpc_url, instance=instance)
@@ -233,3 +235,41 @@ def test_decision_log_explains_a_routing(clean_run: PipelineRun) -> None:
             capture_output=True,
             check=True,
         )
+
+
+def test_triton_outage_fails_clearly_and_a_rerun_recovers(clean_run: PipelineRun) -> None:
+    """Triton down at job start: the run fails with the URL named and writes nothing; after
+    the server comes back (same address, like a pod behind a Service) re-execution completes
+    with exactly one prediction per email."""
+    settings = replace(
+        clean_run.settings, triton_grpc_url=clean_run.server.grpc_url, triton_ready_timeout_s=1.0
+    )
+    job = build_definitions(settings).resolve_job_def("scoring_job")
+    day = clean_run.generated.current_end.isoformat()
+    part = clean_run.settings.lake_dir / "email_router_predictions"
+    before = sorted(p.name for p in part.glob(f"date={day}__*.parquet"))
+    rows_before = pq.read_table(part / before[0]).num_rows
+
+    clean_run.server.stop()
+    try:
+        failed = job.execute_in_process(
+            instance=clean_run.instance, partition_key=day, raise_on_error=False
+        )
+        assert not failed.success
+        errors = [  # the step's own errors, including the attempts before the last retry
+            f"{err.message} {err.cause.message if err.cause else ''}"
+            for e in failed.all_events
+            if (err := getattr(e.event_specific_data, "error", None)) is not None
+        ]
+        assert any(settings.triton_grpc_url in m for m in errors), errors
+        # Nothing half-written: the day's previous predictions are untouched.
+        assert sorted(p.name for p in part.glob(f"date={day}__*.parquet")) == before
+    finally:
+        start_or_fail(clean_run.server)
+
+    assert clean_run.server.grpc_url == settings.triton_grpc_url
+    recovered = job.execute_in_process(instance=clean_run.instance, partition_key=day)
+    assert recovered.success
+    table = pq.read_table(part / before[0]).to_pandas()
+    assert len(table) == rows_before and table["record_id"].is_unique
+    assert set(table["run_id"]) == {recovered.run_id}

@@ -43,7 +43,7 @@ def build_prediction_asset(
         lake: LakeResource,
     ) -> dg.MaterializeResult:
         window = context.partition_time_window
-        triton.wait_until_ready(timeout_s=30)
+        triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
         cols = ", ".join((spec.id_column, *spec.feature_columns))
         day = window.start.date()
         dataset = f"{spec.name}_predictions"

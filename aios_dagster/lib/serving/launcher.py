@@ -243,8 +243,14 @@ class LocalTritonServer:
         backend_dir = self._backend_directory(root)
         env = self._environment(root)
 
+        # A restart reuses the previous ports first, like a pod restarting behind its Service:
+        # clients configured with the old URL reconnect instead of needing new settings.
+        previous = self._ports
         for attempt in range(1, _PORT_ATTEMPTS + 1):
-            ports = (_free_port(), _free_port(), _free_port())
+            if previous is not None and attempt == 1:
+                ports = previous
+            else:
+                ports = (_free_port(), _free_port(), _free_port())
             if len(set(ports)) != 3:
                 continue
             with self.log_path.open("wb") as log:

@@ -89,6 +89,10 @@ class TritonResource(dg.ConfigurableResource):
     """Batch inference against Triton over gRPC: chunking, bounded concurrency, retries."""
 
     url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port.")
+    ready_timeout_s: float = Field(
+        default=30.0,
+        description="How long a job waits for the server to be ready before failing clearly.",
+    )
     request_timeout_s: float = Field(
         default=30.0, description="End-to-end deadline of each gRPC request, in seconds."
     )
