@@ -67,7 +67,9 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> dict:
     return manifest.to_dict()
 
 
-def run_triage(settings: Settings, *, triton_url: str, instance: Any = None) -> dict:
+def run_triage(
+    settings: Settings, *, triton_url: str, metrics_url: str | None = None, instance: Any = None
+) -> dict:
     """Materialise the whole triage job over the generated current week; return a summary.
 
     ``instance`` defaults to the one in ``DAGSTER_HOME`` so the demo's run shows in the UI.
@@ -78,7 +80,9 @@ def run_triage(settings: Settings, *, triton_url: str, instance: Any = None) -> 
     from aios_dagster.demo_summary import summarize
 
     gen = json.loads((settings.sources_dir / "manifest.json").read_text())
-    defs = build_definitions(replace(settings, triton_grpc_url=triton_url))
+    defs = build_definitions(
+        replace(settings, triton_grpc_url=triton_url, triton_metrics_url=metrics_url)
+    )
     job = defs.resolve_job_def("triage_job")
     result = job.execute_in_process(
         instance=instance or dg.DagsterInstance.get(),
@@ -102,7 +106,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True, exist_ok=True)
     with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
-        summary = run_triage(settings, triton_url=server.grpc_url)
+        summary = run_triage(settings, triton_url=server.grpc_url, metrics_url=server.metrics_url)
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
     summary["drift_injected"] = generated["drift"]
     print(
@@ -148,7 +152,12 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
     with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
         # The venv's bin first: `dagster dev` re-parses dbt with the `dbt` it finds on PATH.
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        env = {**os.environ, "AIOS_TRITON_GRPC_URL": server.grpc_url, "PATH": path}
+        env = {
+            **os.environ,
+            "AIOS_TRITON_GRPC_URL": server.grpc_url,
+            "AIOS_TRITON_METRICS_URL": server.metrics_url,
+            "PATH": path,
+        }
         print(f"Triton on {server.grpc_url} (gRPC); Dagster UI on http://127.0.0.1:{args.port}")
         cmd = [
             str(Path(sys.executable).with_name("dagster")),

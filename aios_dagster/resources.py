@@ -59,7 +59,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             candidates_dir=str(data / "models"),
         ),
         "triton": TritonResource(
-            url=settings.triton_grpc_url, ready_timeout_s=settings.triton_ready_timeout_s
+            url=settings.triton_grpc_url,
+            ready_timeout_s=settings.triton_ready_timeout_s,
+            metrics_url=settings.triton_metrics_url,
         ),
         "reports": ReportStore(
             root=str(settings.reports_dir),

@@ -31,6 +31,7 @@ class Settings:
     start_date: date = DEFAULT_START_DATE
     drift_share_threshold: float = 0.3
     triton_ready_timeout_s: float = 30.0
+    triton_metrics_url: str | None = None
     profile: str = "embedded"
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -47,6 +48,7 @@ class Settings:
             start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
             drift_share_threshold=float(env.get("AIOS_DRIFT_SHARE_THRESHOLD", "0.3")),
             triton_ready_timeout_s=float(env.get("AIOS_TRITON_READY_TIMEOUT_S", "30")),
+            triton_metrics_url=env.get("AIOS_TRITON_METRICS_URL"),
             profile=env.get("AIOS_PROFILE", "embedded"),
             extra={"project_dir": env["AIOS_PROJECT_DIR"]} if "AIOS_PROJECT_DIR" in env else {},
         )

@@ -44,7 +44,9 @@ def _run(tmp: Path, *, drift: bool) -> Iterator[PipelineRun]:
     )
     server = start_or_fail(LocalTritonServer(settings.model_repository, settings.triton_work_dir))
     try:
-        summary = run_triage(settings, triton_url=server.grpc_url, instance=instance)
+        summary = run_triage(
+            settings, triton_url=server.grpc_url, metrics_url=server.metrics_url, instance=instance
+        )
         yield PipelineRun(settings, generated, summary, instance, server)
     finally:
         server.stop()
@@ -146,6 +148,20 @@ def test_each_current_email_is_routed_once_by_triton_with_audit_fields(
     assert (preds.loc[review, "decision"] == "human_review").all()
     assert (preds.loc[~review, "decision"] == preds.loc[~review, "queue"]).all()
     assert (preds.loc[~review, "queue_confidence"] >= 0.55).all()
+
+
+def test_scoring_run_reports_client_and_server_metrics(clean_run: PipelineRun) -> None:
+    event = clean_run.instance.get_latest_materialization_event(
+        dg.AssetKey("email_router_predictions")
+    )
+    assert event is not None and event.asset_materialization is not None
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert meta["requests"] >= 7  # one or more requests per day of the current week
+    assert meta["latency_ms_p50"] <= meta["latency_ms_p95"] <= meta["latency_ms_p99"]
+    # Triton's own counters moved by what this run sent.
+    assert meta["triton_requests_ok"] == meta["requests"]
+    assert meta["triton_requests_failed"] == 0
+    assert meta["triton_compute_ms_per_exec"] > 0
 
 
 def test_triton_scores_equal_the_published_model_in_process(clean_run: PipelineRun) -> None:

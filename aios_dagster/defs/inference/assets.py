@@ -12,6 +12,7 @@ import dagster as dg
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.serving.metrics import read_counters, summarize
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 
@@ -44,6 +45,9 @@ def build_prediction_asset(
     ) -> dg.MaterializeResult:
         window = context.partition_time_window
         triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
+        counters_before = (
+            read_counters(triton.metrics_url, spec.triton_model) if triton.metrics_url else None
+        )
         cols = ", ".join((spec.id_column, *spec.feature_columns))
         day = window.start.date()
         dataset = f"{spec.name}_predictions"
@@ -86,8 +90,14 @@ def build_prediction_asset(
         def pct(p: float) -> float:
             return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
 
+        server = (
+            summarize(read_counters(triton.metrics_url, spec.triton_model).minus(counters_before))
+            if triton.metrics_url and counters_before
+            else {}
+        )
         return dg.MaterializeResult(
             metadata={
+                **server,
                 "dagster/row_count": totals["rows"],
                 "needs_review": totals["needs_review"],
                 "requests": totals["requests"],
@@ -96,7 +106,15 @@ def build_prediction_asset(
                 "model_version": ",".join(sorted(versions)),
                 "policy": spec.policy.name,
                 "min_confidence": spec.policy.min_confidence,
-                **({"latency_ms_p50": pct(0.5), "latency_ms_p95": pct(0.95)} if latencies else {}),
+                **(
+                    {
+                        "latency_ms_p50": pct(0.5),
+                        "latency_ms_p95": pct(0.95),
+                        "latency_ms_p99": pct(0.99),
+                    }
+                    if latencies
+                    else {}
+                ),
             }
         )
 

@@ -89,6 +89,10 @@ class TritonResource(dg.ConfigurableResource):
     """Batch inference against Triton over gRPC: chunking, bounded concurrency, retries."""
 
     url: str = Field(default="127.0.0.1:8001", description="Triton gRPC endpoint, host:port.")
+    metrics_url: str | None = Field(
+        default=None,
+        description="Triton metrics endpoint host:port; when set, runs report server-side time.",
+    )
     ready_timeout_s: float = Field(
         default=30.0,
         description="How long a job waits for the server to be ready before failing clearly.",
