@@ -5,6 +5,7 @@ batch under its data contract (good rows to ``raw_<dataset>``, bad rows to quara
 """
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -58,6 +59,25 @@ LABELS_SCHEMA = pa.schema(
 )
 
 
+def _land(
+    lake: LakeResource,
+    contracts: ContractStore,
+    dataset: str,
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    schema: pa.Schema,
+    extra: dict[str, Any] | None = None,
+) -> dg.MaterializeResult:
+    """Land a batch under its dataset's contract and report what went where."""
+    landing = land_with_contract(
+        lake, dataset, frame, contracts.load(dataset), source=source, schema=schema
+    )
+    return dg.MaterializeResult(
+        metadata={**landing.metadata(), **(extra or {}), "dagster/row_count": len(frame)}
+    )
+
+
 @dg.asset(
     group_name="ingest",
     kinds={"email", "parquet"},
@@ -65,7 +85,6 @@ LABELS_SCHEMA = pa.schema(
     description="Support mailbox (.eml) parsed, PII masked, landed under the emails contract.",
 )
 def raw_emails(
-    context: dg.AssetExecutionContext,
     sources: SourceSystems,
     lake: LakeResource,
     pii: PiiMasker,
@@ -78,21 +97,16 @@ def raw_emails(
     frame["subject"], subject_names = mask_names(frame["subject"], frame["sender_name"])
     frame["body"], body_names = mask_names(frame["body"], frame["sender_name"])
     frame = frame.drop(columns=["sender_address", "sender_name"])[EMAILS_SCHEMA.names]
-    landing = land_with_contract(
-        lake,
-        "emails",
-        frame,
-        contracts.load("emails"),
-        source=str(sources.mailbox),
-        schema=EMAILS_SCHEMA,
-    )
-    context.log.info(
-        f"emails: {landing.rows_landed} landed, {landing.records_quarantined} quarantined"
-    )
     masked = {k: subject_stats.counts[k] + body_stats.counts[k] for k in body_stats.counts}
     masked["NAME"] = subject_names + body_names
-    return dg.MaterializeResult(
-        metadata={**landing.metadata(), "pii_masked": masked, "dagster/row_count": len(frame)}
+    return _land(
+        lake,
+        contracts,
+        "emails",
+        frame,
+        source=str(sources.mailbox),
+        schema=EMAILS_SCHEMA,
+        extra={"pii_masked": masked},
     )
 
 
@@ -117,15 +131,7 @@ def raw_customers(
             "city": frame["city"],
         }
     )
-    landing = land_with_contract(
-        lake,
-        "customers",
-        out,
-        contracts.load("customers"),
-        source=sources.crm_csv,
-        schema=CUSTOMERS_SCHEMA,
-    )
-    return dg.MaterializeResult(metadata={**landing.metadata(), "dagster/row_count": len(out)})
+    return _land(lake, contracts, "customers", out, source=sources.crm_csv, schema=CUSTOMERS_SCHEMA)
 
 
 @dg.asset(
@@ -148,15 +154,14 @@ def raw_transactions(
         frame[col] = pd.to_datetime(frame[col], utc=True, format="ISO8601")
     frame["is_disputed"] = frame["is_disputed"].astype("boolean")
     frame = frame[TRANSACTIONS_SCHEMA.names]
-    landing = land_with_contract(
+    return _land(
         lake,
+        contracts,
         "transactions",
         frame,
-        contracts.load("transactions"),
         source=f"{sources.transactions_db}:transactions",
         schema=TRANSACTIONS_SCHEMA,
     )
-    return dg.MaterializeResult(metadata={**landing.metadata(), "dagster/row_count": len(frame)})
 
 
 @dg.asset(
@@ -171,15 +176,9 @@ def raw_routing_labels(
     frame = read_csv_as_strings(Path(sources.labels_csv))
     frame["labelled_at"] = pd.to_datetime(frame["labelled_at"], utc=True, format="ISO8601")
     frame = frame[LABELS_SCHEMA.names]
-    landing = land_with_contract(
-        lake,
-        "routing_labels",
-        frame,
-        contracts.load("routing_labels"),
-        source=sources.labels_csv,
-        schema=LABELS_SCHEMA,
+    return _land(
+        lake, contracts, "routing_labels", frame, source=sources.labels_csv, schema=LABELS_SCHEMA
     )
-    return dg.MaterializeResult(metadata={**landing.metadata(), "dagster/row_count": len(frame)})
 
 
 CONNECTOR_ASSETS = [raw_emails, raw_customers, raw_transactions, raw_routing_labels]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -37,7 +38,7 @@ class Landing:
     path: Path
     result: ContractResult
 
-    def metadata(self) -> dict[str, dg.RawMetadataValue]:
+    def metadata(self) -> dict[str, Any]:
         sample = self.result.quarantine.head(5).to_dict("records")
         return {
             "rows_in": self.rows_in,
