@@ -10,6 +10,7 @@ import dagster as dg
 
 from aios_dagster.defs.features.assets import build_dbt_assets, email_text_features
 from aios_dagster.defs.inference.assets import build_prediction_asset
+from aios_dagster.defs.inference.sinks import build_sink_assets
 from aios_dagster.defs.ingest.assets import CONNECTOR_ASSETS
 from aios_dagster.defs.models.assets import build_model_defs, catalog
 from aios_dagster.defs.monitoring.assets import build_drift_asset
@@ -37,7 +38,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     checks: list[dg.AssetChecksDefinition] = contract_checks()
     for spec in catalog().values():
         model_assets, model_checks = build_model_defs(spec)
-        assets += [*model_assets, build_prediction_asset(spec, partitions), build_drift_asset(spec)]
+        assets += [
+            *model_assets,
+            build_prediction_asset(spec, partitions),
+            build_sink_assets(spec, partitions),
+            build_drift_asset(spec),
+        ]
         checks += model_checks
     triage = triage_job(partitions)
     scoring = scoring_job(partitions)

@@ -25,6 +25,8 @@ EXPECTED_ASSETS = {
     "email_router_candidate",
     "email_router_published",
     "email_router_predictions",
+    "email_router_routed_tickets",
+    "email_router_review_queue",
     "email_router_feature_drift",
 }
 EXPECTED_CHECKS = {
@@ -102,7 +104,9 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     scoring = defs.resolve_job_def("scoring_job")
     assert scoring.partitions_def is not None
     assert {k.to_user_string() for k in scoring.asset_layer.executable_asset_keys} == {
-        "email_router_predictions"
+        "email_router_predictions",
+        "email_router_routed_tickets",
+        "email_router_review_queue",
     }
     assert [s.name for s in defs.schedules or []] == ["triage_job_schedule"]
     assert [s.name for s in defs.sensors or []] == ["new_mail_sensor"]

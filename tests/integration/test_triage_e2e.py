@@ -164,6 +164,19 @@ def test_scoring_run_reports_client_and_server_metrics(clean_run: PipelineRun) -
     assert meta["triton_compute_ms_per_exec"] > 0
 
 
+def test_sinks_split_the_decisions_without_loss(clean_run: PipelineRun) -> None:
+    preds = _lake(clean_run, "email_router_predictions").to_pandas()
+    routed = _lake(clean_run, "email_router_routed_tickets").to_pandas()
+    review = _lake(clean_run, "email_router_review_queue").to_pandas()
+    assert len(routed) + len(review) == len(preds)
+    assert set(routed["record_id"]) | set(review["record_id"]) == set(preds["record_id"])
+    assert not set(routed["record_id"]) & set(review["record_id"])
+    assert (review["decision"] == "human_review").all()
+    assert (review["queue_confidence"] < review["min_confidence"]).all()
+    assert (routed["decision"] == routed["queue"]).all()
+    assert {"priority", "priority_confidence", "model_version"} <= set(routed.columns)
+
+
 def test_triton_scores_equal_the_published_model_in_process(clean_run: PipelineRun) -> None:
     repo = clean_run.settings.model_repository / "email_router" / "1"
     model = LinearHeadsModel.from_npz(repo / "weights.npz")
