@@ -91,3 +91,28 @@ def test_landing_writes_every_row_exactly_once(tmp_path: Path) -> None:
     land_with_contract(lake, "customers", frame, contract, source="crm.csv")
     assert len(lake.read("raw_customers")) == 1
     assert len(lake.read("quarantine_customers")) == len(quarantined)
+
+
+def test_emails_dated_in_the_future_are_quarantined() -> None:
+    contract = load_contract(EXPECTATIONS / "emails.json")
+    now = pd.Timestamp("2026-11-24T12:00:00Z")
+    frame = pd.DataFrame(
+        {
+            "email_id": ["EM-1", "EM-2"],
+            "message_id": ["EM-1@x", "EM-2@x"],
+            "in_reply_to": [None, None],
+            "thread_id": ["EM-1", "EM-2"],
+            "sender_token": ["t1", "t2"],
+            "subject": ["s", "s"],
+            "body": ["b", "b"],
+            "received_at": [now - pd.Timedelta(hours=1), pd.Timestamp("2030-01-01T00:00:00Z")],
+            "attachment_names": [[], []],
+            "has_html": [False, False],
+            "source_file": ["EM-1.eml", "EM-2.eml"],
+            "parse_error": [None, None],
+        }
+    )
+    result = validate_frame(frame, contract, source="inbox", now=now.to_pydatetime())
+    assert result.quarantine[["record_id", "rule"]].to_dict("records") == [
+        {"record_id": "EM-2", "rule": "column_values_to_be_between(received_at)"}
+    ]

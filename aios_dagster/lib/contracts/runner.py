@@ -10,7 +10,9 @@ split and fail the contract as a whole.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +118,25 @@ def _rule_name(config: Any) -> tuple[str, str | None]:
     return (f"{rule}({column})" if column else rule), column
 
 
+_NOW = re.compile(r"^\$now(?:(?P<sign>[+-])(?P<days>\d+)d)?$")
+
+
+def resolve_runtime_values(value: Any, now: datetime) -> Any:
+    """Expand ``"$now"``, ``"$now+1d"``, ``"$now-30d"`` in expectation kwargs to ISO instants.
+
+    Lets a contract file state rules relative to validation time (an email cannot be dated
+    tomorrow) while staying a plain, reviewable GE suite.
+    """
+    if isinstance(value, dict):
+        return {k: resolve_runtime_values(v, now) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_runtime_values(v, now) for v in value]
+    if isinstance(value, str) and (m := _NOW.match(value)):
+        days = int(m["days"] or 0) * (-1 if m["sign"] == "-" else 1)
+        return (now + timedelta(days=days)).isoformat()
+    return value
+
+
 def _ge_context() -> Any:
     """An ephemeral GE context with progress bars off (GE imports lazily: ~7 s).
 
@@ -130,13 +151,18 @@ def _ge_context() -> Any:
     return ctx
 
 
-def validate_frame(frame: pd.DataFrame, contract: Contract, *, source: str) -> ContractResult:
+def validate_frame(
+    frame: pd.DataFrame, contract: Contract, *, source: str, now: datetime | None = None
+) -> ContractResult:
     """Validate ``frame`` against ``contract``; ``source`` names where the rows came from."""
     from great_expectations.core import ExpectationSuite
 
     frame = frame.reset_index(drop=True)
     ctx = _ge_context()
     suite_spec = {k: v for k, v in contract.suite.items() if k in {"name", "expectations", "meta"}}
+    suite_spec["expectations"] = resolve_runtime_values(
+        suite_spec["expectations"], now or datetime.now(UTC)
+    )
     suite = ctx.suites.add(ExpectationSuite(**suite_spec))
     batch = (
         ctx.data_sources.add_pandas(f"{contract.name}_src")
