@@ -208,20 +208,25 @@ def test_model_is_useful_on_labelled_history(clean_run: PipelineRun) -> None:
     assert metrics["holdout_accuracy"]["priority"] >= 0.5
 
 
-def test_rerunning_a_day_replaces_its_predictions(clean_run: PipelineRun) -> None:
-    defs = build_definitions(replace(clean_run.settings, triton_grpc_url=clean_run.server.grpc_url))
-    day = clean_run.generated.current_start.isoformat()
-    before = _lake(clean_run, "email_router_predictions").num_rows
+def test_rerunning_a_day_replaces_its_predictions(drift_run: PipelineRun) -> None:
+    """Uses the drift run so the clean run stays as the pipeline left it for other tests."""
+    defs = build_definitions(replace(drift_run.settings, triton_grpc_url=drift_run.server.grpc_url))
+    day = drift_run.generated.current_start.isoformat()
+    before = _lake(drift_run, "email_router_predictions").num_rows
     result = defs.resolve_job_def("triage_job").execute_in_process(
-        instance=clean_run.instance,
+        instance=drift_run.instance,
         partition_key=day,
         asset_selection=[dg.AssetKey("email_router_predictions")],
     )
     assert result.success
-    after = _lake(clean_run, "email_router_predictions").to_pandas()
+    after = _lake(drift_run, "email_router_predictions").to_pandas()
     assert len(after) == before
     assert after["record_id"].is_unique
-    assert after["run_id"].nunique() == 2  # that day was rewritten by the second run
+    day_part = sorted(
+        (drift_run.settings.lake_dir / "email_router_predictions").glob(f"date={day}__*.parquet")
+    )
+    assert len(day_part) == 1  # that day was rewritten in place, by this run
+    assert set(pq.read_table(day_part[0]).column("run_id").to_pylist()) == {result.run_id}
 
 
 def test_drift_report_is_written_and_quiet_without_drift(clean_run: PipelineRun) -> None:
@@ -266,23 +271,23 @@ def test_decision_log_explains_a_routing(clean_run: PipelineRun) -> None:
         )
 
 
-def test_triton_outage_fails_clearly_and_a_rerun_recovers(clean_run: PipelineRun) -> None:
+def test_triton_outage_fails_clearly_and_a_rerun_recovers(drift_run: PipelineRun) -> None:
     """Triton down at job start: the run fails with the URL named and writes nothing; after
     the server comes back (same address, like a pod behind a Service) re-execution completes
     with exactly one prediction per email."""
     settings = replace(
-        clean_run.settings, triton_grpc_url=clean_run.server.grpc_url, triton_ready_timeout_s=1.0
+        drift_run.settings, triton_grpc_url=drift_run.server.grpc_url, triton_ready_timeout_s=1.0
     )
     job = build_definitions(settings).resolve_job_def("scoring_job")
-    day = clean_run.generated.current_end.isoformat()
-    part = clean_run.settings.lake_dir / "email_router_predictions"
+    day = drift_run.generated.current_end.isoformat()
+    part = drift_run.settings.lake_dir / "email_router_predictions"
     before = sorted(p.name for p in part.glob(f"date={day}__*.parquet"))
     rows_before = pq.read_table(part / before[0]).num_rows
 
-    clean_run.server.stop()
+    drift_run.server.stop()
     try:
         failed = job.execute_in_process(
-            instance=clean_run.instance, partition_key=day, raise_on_error=False
+            instance=drift_run.instance, partition_key=day, raise_on_error=False
         )
         assert not failed.success
         errors = [  # the step's own errors, including the attempts before the last retry
@@ -294,10 +299,10 @@ def test_triton_outage_fails_clearly_and_a_rerun_recovers(clean_run: PipelineRun
         # Nothing half-written: the day's previous predictions are untouched.
         assert sorted(p.name for p in part.glob(f"date={day}__*.parquet")) == before
     finally:
-        start_or_fail(clean_run.server)
+        start_or_fail(drift_run.server)
 
-    assert clean_run.server.grpc_url == settings.triton_grpc_url
-    recovered = job.execute_in_process(instance=clean_run.instance, partition_key=day)
+    assert drift_run.server.grpc_url == settings.triton_grpc_url
+    recovered = job.execute_in_process(instance=drift_run.instance, partition_key=day)
     assert recovered.success
     table = pq.read_table(part / before[0]).to_pandas()
     assert len(table) == rows_before and table["record_id"].is_unique
