@@ -5,13 +5,14 @@ keyed by (day, model, version), so re-running a day replaces its rows instead of
 them, and a newer model version writes alongside the old one for comparison.
 """
 
-from datetime import date, timedelta
+from datetime import date
 
 import dagster as dg
 
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.partitions import days_in
 from aios_dagster.lib.serving.metrics import read_counters, summarize
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
@@ -43,18 +44,16 @@ def build_prediction_asset(
         triton: TritonResource,
         lake: LakeResource,
     ) -> dg.MaterializeResult:
-        window = context.partition_time_window
         triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
         counters_before = (
             read_counters(triton.metrics_url, spec.triton_model) if triton.metrics_url else None
         )
         cols = ", ".join((spec.id_column, *spec.feature_columns))
-        day = window.start.date()
         dataset = f"{spec.name}_predictions"
         totals = {"rows": 0, "needs_review": 0, "requests": 0, "retries": 0}
         versions: set[str] = set()
         latencies: list[float] = []
-        while day < window.end.date():
+        for day in days_in(context.partition_time_window):
             table = warehouse.query_arrow(
                 f"select {cols} from {spec.feature_table} "
                 f"where cast({spec.time_column} at time zone 'UTC' as date) = ? "
@@ -84,7 +83,6 @@ def build_prediction_asset(
             else:
                 lake.remove_parts(dataset, f"date={day.isoformat()}__")
             context.log.info(f"{day}: scored {table.num_rows} emails")
-            day += timedelta(days=1)
         latencies.sort()
 
         def pct(p: float) -> float:

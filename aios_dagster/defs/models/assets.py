@@ -5,7 +5,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from aios_dagster.lib.features.text import arrow_to_vectors
 from aios_dagster.lib.inference.catalog import ModelSpec, load_catalog
 from aios_dagster.lib.lifecycle.store import ModelStore
 from aios_dagster.lib.lifecycle.train import train_linear_heads
@@ -37,12 +36,11 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
             f"select {cols} from {spec.training_table} "
             f"order by {spec.time_column}, {spec.id_column}"
         )
-        x = spec.build_matrix(table)
-        widths = {c: arrow_to_vectors(table.column(c)).shape[1] for c in spec.vector_features}
+        x, feature_names = spec.build_matrix_with_names(table)
         targets = {
             h.name: table.column(h.label_column).to_numpy(zero_copy_only=False) for h in spec.heads
         }
-        model, report = train_linear_heads(x, targets, spec.feature_names(widths))
+        model, report = train_linear_heads(x, targets, feature_names)
         report_dict = {**asdict(report), "content_hash": model.content_hash()}
         path = models.save_candidate(spec.name, model, report_dict)
         return dg.MaterializeResult(

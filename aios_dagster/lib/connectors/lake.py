@@ -35,19 +35,26 @@ class LakeResource(dg.ConfigurableResource):
         tmp.replace(target)
         return target
 
-    def read(self, dataset: str, part: str | None = None) -> pa.Table:
-        """Read one part, or every part of the dataset when ``part`` is None."""
+    def parts(self, dataset: str, prefix: str = "") -> list[Path]:
+        """The dataset's part files whose name starts with ``prefix``, in name order."""
+        return sorted(self.dataset_dir(dataset).glob(f"{prefix}*.parquet"))
+
+    def read(self, dataset: str, part: str | None = None, *, prefix: str = "") -> pa.Table:
+        """Read one part, or every part whose name starts with ``prefix`` (default: all)."""
         if part is not None:
             return pq.read_table(self.part_path(dataset, part))
-        parts = sorted(self.dataset_dir(dataset).glob("*.parquet"))
+        parts = self.parts(dataset, prefix)
         if not parts:
-            raise FileNotFoundError(f"lake dataset {dataset!r} has no parts under {self.root}")
+            raise FileNotFoundError(
+                f"lake dataset {dataset!r} has no parts{f' named {prefix}*' if prefix else ''} "
+                f"under {self.root}"
+            )
         return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
 
     def remove_parts(self, dataset: str, prefix: str, *, keep: str | None = None) -> list[str]:
         """Delete the parts whose name starts with ``prefix`` (except ``keep``); return them."""
         removed = []
-        for path in sorted(self.dataset_dir(dataset).glob(f"{prefix}*.parquet")):
+        for path in self.parts(dataset, prefix):
             if path.stem != keep:
                 path.unlink()
                 removed.append(path.stem)

@@ -14,7 +14,11 @@ import numpy as np
 import pyarrow as pa
 
 from aios_dagster.lib.inference.catalog import ModelSpec
-from aios_dagster.lib.serving.triton import InferenceResult, TritonResource
+from aios_dagster.lib.serving.triton import (
+    InferenceResult,
+    TritonResource,
+    labels_from_config,
+)
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -128,9 +132,10 @@ def score(
 ) -> tuple[pa.Table, InferenceResult]:
     """Score every row of ``table`` (feature rows with the spec's id column)."""
     matrix = spec.build_matrix(table)
-    check_signature(spec, triton.get_model_config(spec.triton_model), matrix.shape[1])
+    config = triton.get_model_config(spec.triton_model)  # one read: signature and labels
+    check_signature(spec, config, matrix.shape[1])
     outputs = [f"{h.name}_probs" for h in spec.heads]
     result = triton.infer(spec.triton_model, matrix, outputs)
-    labels = triton.model_labels(spec.triton_model)
+    labels = labels_from_config(config)
     ids = [str(v) for v in table.column(spec.id_column).to_pylist()]
     return decisions_table(spec, ids, matrix, result, labels, run_id), result

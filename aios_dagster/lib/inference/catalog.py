@@ -54,31 +54,29 @@ class ModelSpec:
 
     def build_matrix(self, table: pa.Table) -> np.ndarray:
         """Feature matrix in catalog order, float32 C-contiguous (what Triton receives)."""
+        return self.build_matrix_with_names(table)[0]
+
+    def build_matrix_with_names(self, table: pa.Table) -> tuple[np.ndarray, tuple[str, ...]]:
+        """The matrix and one name per column (``text_vec[17]`` for vector elements)."""
+        vectors = {c: arrow_to_vectors(table.column(c)) for c in self.vector_features}
+        names = list(self.numeric_features)
+        for col, vec in vectors.items():
+            names += [f"{col}[{i}]" for i in range(vec.shape[1])]
         parts = [
             table.column(c).to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 1)
             for c in self.numeric_features
-        ]
-        parts += [arrow_to_vectors(table.column(c)) for c in self.vector_features]
+        ] + list(vectors.values())
         if not parts or table.num_rows == 0:
-            return np.zeros((table.num_rows, 0), dtype=np.float32)
+            return np.zeros((table.num_rows, 0), dtype=np.float32), tuple(names)
         matrix = np.ascontiguousarray(np.hstack(parts), dtype=np.float32)
         bad = ~np.isfinite(matrix).all(axis=0)
         if bad.any():
-            names = self.feature_names(
-                {c: arrow_to_vectors(table.column(c)).shape[1] for c in self.vector_features}
-            )
             cols = sorted({n.split("[")[0] for n, b in zip(names, bad, strict=True) if b})
             raise ValueError(
                 f"model {self.name}: feature table {self.feature_table} has null or non-finite "
                 f"values in {cols}; fix the feature model rather than scoring garbage"
             )
-        return matrix
-
-    def feature_names(self, vector_widths: dict[str, int]) -> tuple[str, ...]:
-        names = list(self.numeric_features)
-        for col in self.vector_features:
-            names += [f"{col}[{i}]" for i in range(vector_widths[col])]
-        return tuple(names)
+        return matrix, tuple(names)
 
 
 def load_catalog(path: Path) -> dict[str, ModelSpec]:

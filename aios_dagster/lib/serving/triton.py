@@ -85,6 +85,23 @@ class _ChunkResult:
     retries: int
 
 
+def labels_from_config(config: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Head name -> labels from a model config's ``labels_<head>`` parameters, in output order.
+
+    Pure, so a caller that already read the config (to check its signature) reuses it.
+    """
+    params: dict[str, dict[str, str]] = config.get("parameters", {})
+    heads = [str(out["name"]).removesuffix("_probs") for out in config.get("output", [])] + [
+        key.removeprefix("labels_") for key in params if key.startswith("labels_")
+    ]
+    labels: dict[str, tuple[str, ...]] = {}
+    for head in heads:
+        value = params.get(f"labels_{head}", {}).get("string_value")
+        if value is not None and head not in labels:
+            labels[head] = tuple(value.split(","))
+    return labels
+
+
 class TritonResource(dg.ConfigurableResource):
     """Batch inference against Triton over gRPC: chunking, bounded concurrency, retries."""
 
@@ -196,17 +213,7 @@ class TritonResource(dg.ConfigurableResource):
 
     def model_labels(self, model_name: str) -> dict[str, tuple[str, ...]]:
         """Head name -> labels, from the ``labels_<head>`` config parameters, in output order."""
-        config = self.get_model_config(model_name)
-        params: dict[str, dict[str, str]] = config.get("parameters", {})
-        heads = [str(out["name"]).removesuffix("_probs") for out in config.get("output", [])] + [
-            key.removeprefix("labels_") for key in params if key.startswith("labels_")
-        ]
-        labels: dict[str, tuple[str, ...]] = {}
-        for head in heads:
-            value = params.get(f"labels_{head}", {}).get("string_value")
-            if value is not None and head not in labels:
-                labels[head] = tuple(value.split(","))
-        return labels
+        return labels_from_config(self.get_model_config(model_name))
 
     # -- inference ---------------------------------------------------------------------------
     def _infer_chunk(
