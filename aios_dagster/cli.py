@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
     from aios_dagster.lib.serving.launcher import LocalTritonServer
 
     started = time.monotonic()
+    # The demo regenerates its sources, so what was derived from earlier ones goes first:
+    # connectors are incremental and would otherwise keep an earlier demo's records.
+    for derived in (settings.lake_dir, settings.cursors_dir.parent, settings.warehouse_path.parent):
+        shutil.rmtree(derived, ignore_errors=True)
     generated = cmd_generate(args, settings)
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True, exist_ok=True)
@@ -190,6 +195,34 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:
         print(explain(decision))
 
 
+def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
+    """Show a connector's quarantine by rule; with ``--reprocess``, validate it again."""
+    import pandas as pd
+
+    from aios_dagster.defs.ingest.factory import connector_specs, settings_paths
+    from aios_dagster.lib.connectors.lake import LakeResource
+    from aios_dagster.lib.connectors.reprocess import reprocess_quarantine
+    from aios_dagster.lib.contracts.landing import quarantine_dataset
+    from aios_dagster.lib.contracts.store import ContractStore
+
+    specs = {s.name: s for s in connector_specs(settings_paths(settings))}
+    if args.connector not in specs:
+        raise SystemExit(f"unknown connector {args.connector!r}; known: {sorted(specs)}")
+    spec = specs[args.connector]
+    lake = LakeResource(root=str(settings.lake_dir))
+    out: dict[str, Any] = {"connector": spec.name, "dataset": quarantine_dataset(spec.dataset)}
+    if args.reprocess:
+        contract = ContractStore(directory=str(settings.expectations_dir)).load(spec.contract)
+        report = reprocess_quarantine(spec, contract, lake=lake)
+        out["reprocessed"] = report.__dict__
+    parts = lake.parts(quarantine_dataset(spec.dataset))
+    rows = lake.read(quarantine_dataset(spec.dataset)).to_pandas() if parts else pd.DataFrame()
+    out["records"] = len(rows[["source", "offset"]].drop_duplicates()) if len(rows) else 0
+    out["by_rule"] = rows.groupby("rule").size().to_dict() if len(rows) else {}
+    print(json.dumps(out, sort_keys=True, default=str))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="aios-dagster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,6 +239,13 @@ def main(argv: list[str] | None = None) -> None:
     why = sub.add_parser("explain", help="why was this email routed where it was")
     why.add_argument("record_id")
     why.add_argument("--all", action="store_true", help="every logged decision, not the latest")
+    quarantine = sub.add_parser(
+        "quarantine", help="a connector's quarantined records; --reprocess after a fix"
+    )
+    quarantine.add_argument("connector", help="connector name, e.g. raw_customers")
+    quarantine.add_argument(
+        "--reprocess", action="store_true", help="validate quarantined records again, land passes"
+    )
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     _prepare_env(settings)
@@ -217,3 +257,5 @@ def main(argv: list[str] | None = None) -> None:
         cmd_dev(args, settings)
     elif args.command == "explain":
         cmd_explain(args, settings)
+    elif args.command == "quarantine":
+        cmd_quarantine(args, settings)

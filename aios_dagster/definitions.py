@@ -10,18 +10,17 @@ import dagster as dg
 
 from aios_dagster.defs.features.assets import build_dbt_assets, email_text_features
 from aios_dagster.defs.inference.assets import build_prediction_asset
+from aios_dagster.defs.inference.microbatch import build_microbatch_asset, microbatch_job
 from aios_dagster.defs.inference.sinks import build_sink_assets
-from aios_dagster.defs.ingest.assets import CONNECTOR_ASSETS
+from aios_dagster.defs.ingest.factory import connector_defs
 from aios_dagster.defs.models.assets import build_model_defs, catalog
 from aios_dagster.defs.monitoring.assets import build_drift_asset
 from aios_dagster.defs.orchestration import (
-    build_mailbox_sensor,
     refresh_job,
     scoring_job,
     triage_job,
     triage_schedule,
 )
-from aios_dagster.defs.quality.checks import contract_checks
 from aios_dagster.lib.dbt import dbt_project
 from aios_dagster.resources import build_resources
 from aios_dagster.settings import Settings
@@ -30,30 +29,34 @@ from aios_dagster.settings import Settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat())
     project = dbt_project(settings.dbt_project_dir)
+    triage = triage_job(partitions)
+    scoring = scoring_job(partitions)
+    refresh = refresh_job()
+    microbatch = microbatch_job()
+    named_jobs = {job.name: job for job in (triage, scoring, refresh, microbatch)}
+    connectors = connector_defs(settings, named_jobs)
     assets: list[dg.AssetsDefinition] = [
-        *CONNECTOR_ASSETS,
+        *connectors.assets,
         email_text_features,
         build_dbt_assets(project.manifest_path),
     ]
-    checks: list[dg.AssetChecksDefinition] = contract_checks()
+    checks: list[dg.AssetChecksDefinition] = list(connectors.checks)
     for spec in catalog().values():
         model_assets, model_checks = build_model_defs(spec)
         assets += [
             *model_assets,
             build_prediction_asset(spec, partitions),
+            build_microbatch_asset(spec),
             build_sink_assets(spec, partitions),
             build_drift_asset(spec),
         ]
         checks += model_checks
-    triage = triage_job(partitions)
-    scoring = scoring_job(partitions)
-    refresh = refresh_job()
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[triage, scoring, refresh],
-        schedules=[triage_schedule(triage)],
-        sensors=[build_mailbox_sensor(refresh)],
+        jobs=[*named_jobs.values(), *connectors.jobs],
+        schedules=[triage_schedule(triage), *connectors.schedules],
+        sensors=connectors.sensors,
         resources=build_resources(settings),
     )
 

@@ -3,32 +3,43 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.settings import Settings
 
 
-def _rows(folder: Path) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted(folder.glob("*.parquet")))
+def _landed(lake: LakeResource, dataset: str, record_id: str) -> int:
+    """Distinct records landed (a record changed at the source is landed again)."""
+    ids = lake.read(f"raw_{dataset}", columns=[record_id]).column(record_id)
+    return len(set(ids.to_pylist()))
+
+
+def _quarantined(lake: LakeResource, dataset: str) -> int:
+    """Distinct quarantined records: one per source position (ids may be null)."""
+    if not lake.parts(f"quarantine_{dataset}"):
+        return 0
+    table = lake.read(f"quarantine_{dataset}", columns=["source", "offset"])
+    return len(set(zip(*(table.column(c).to_pylist() for c in ("source", "offset")), strict=True)))
 
 
 def summarize(settings: Settings, *, run_id: str) -> dict:
-    lake = settings.lake_dir
-    quarantined = {
-        ds: pq.read_table(lake / f"quarantine_{ds}").column("record_id").to_pylist()
-        for ds in ("emails", "customers", "transactions", "routing_labels")
+    lake = LakeResource(root=str(settings.lake_dir))
+    ids = {
+        "emails": "email_id",
+        "customers": "customer_id",
+        "transactions": "txn_id",
+        "routing_labels": "email_id",
     }
-    counts = {ds: len(set(ids)) for ds, ids in quarantined.items()}
-    preds = pq.read_table(lake / "email_router_predictions")
+    counts = {ds: _quarantined(lake, ds) for ds in ids}
+    landed = {ds: _landed(lake, ds, key) for ds, key in ids.items()}
+    preds = lake.read("email_router_predictions")
     versions = sorted(set(preds.column("model_version").to_pylist()))
     reports = sorted((settings.reports_dir / "email_router_feature_drift").glob("*/summary.json"))
     drift = json.loads(reports[-1].read_text()) if reports else {}
     return {
-        "emails": _rows(lake / "raw_emails") + counts["emails"],
-        "customers": _rows(lake / "raw_customers") + counts["customers"],
-        "transactions": _rows(lake / "raw_transactions") + counts["transactions"],
+        "emails": landed["emails"] + counts["emails"],
+        "customers": landed["customers"] + counts["customers"],
+        "transactions": landed["transactions"] + counts["transactions"],
         "quarantined": sum(counts.values()),
         "quarantined_by_dataset": counts,
         "predictions": preds.num_rows,

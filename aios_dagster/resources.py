@@ -13,9 +13,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
+from aios_dagster.lib.connectors.cursors import CursorStore
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.pii import PiiMasker
-from aios_dagster.lib.connectors.sources import SourceSystems
 from aios_dagster.lib.contracts.store import ContractStore
 from aios_dagster.lib.lifecycle.store import ModelStore
 from aios_dagster.lib.monitoring.store import ReportStore
@@ -33,13 +33,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     pii_key: Any = dg.EnvVar("AIOS_PII_KEY") if settings.pii_key else EMBEDDED_PII_KEY
     data = settings.data_dir
     return {
-        "sources": SourceSystems(
-            mailbox_dir=str(settings.mailbox_dir),
-            crm_csv=str(settings.crm_csv),
-            transactions_db=str(settings.transactions_db),
-            labels_csv=str(settings.labels_csv),
-        ),
         "lake": LakeResource(root=str(settings.lake_dir)),
+        "cursors": CursorStore(root=str(settings.cursors_dir)),
         "pii": PiiMasker(hmac_key=pii_key),
         "contracts": ContractStore(directory=str(settings.expectations_dir)),
         "dbt": DbtCliResource(

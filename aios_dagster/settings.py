@@ -79,6 +79,11 @@ class Settings:
         return self.data_dir / "lake"
 
     @property
+    def cursors_dir(self) -> Path:
+        """Connector cursors: where each source was read up to (see connectors.cursors)."""
+        return self.data_dir / "state" / "cursors"
+
+    @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse" / "aios.duckdb"
 

@@ -25,6 +25,7 @@ EXPECTED_ASSETS = {
     "email_router_candidate",
     "email_router_published",
     "email_router_predictions",
+    "email_router_microbatch",
     "email_router_routed_tickets",
     "email_router_review_queue",
     "email_router_feature_drift",
@@ -108,8 +109,54 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
         "email_router_routed_tickets",
         "email_router_review_queue",
     }
-    assert [s.name for s in defs.schedules or []] == ["triage_job_schedule"]
-    assert [s.name for s in defs.sensors or []] == ["new_mail_sensor"]
+    assert [s.name for s in defs.schedules or []] == [
+        "triage_job_schedule",
+        "raw_transactions_schedule",
+    ]
+    assert sorted(s.name for s in defs.sensors or []) == [
+        "raw_customers_sensor",
+        "raw_emails_sensor",
+    ]
+    # New mail goes straight to micro-batch scoring; its job lands, featurises and scores.
+    assert defs.resolve_sensor_def("raw_emails_sensor").job_name == "microbatch_job"
+    microbatch = defs.resolve_job_def("microbatch_job")
+    selected = {k.to_user_string() for k in microbatch.asset_layer.executable_asset_keys}
+    assert {"raw_emails", "email_features", "email_router_microbatch"} <= selected
+    assert not selected & {"email_router_candidate", "email_router_published", "training_set"}
+
+
+def test_connectors_are_declared_in_yaml_with_kinds_and_owners(defs: dg.Definitions) -> None:
+    graph = defs.resolve_asset_graph()
+    expected = {
+        "raw_emails": ("mailbox", "team:data-platform"),
+        "raw_customers": ("files", "team:data-platform"),
+        "raw_transactions": ("sql", "team:data-platform"),
+        "raw_routing_labels": ("files", "team:support-ops"),
+    }
+    for name, (kind, owner) in expected.items():
+        node = graph.get(dg.AssetKey(name))
+        assert {kind, "parquet"} <= set(node.kinds), name
+        assert owner in node.owners, name
+        assert f"{name}.yaml" in (node.description or ""), name  # says where it is declared
+
+
+def test_optional_connectors_appear_only_when_their_system_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings.from_env({"AIOS_DATA_DIR": str(tmp_path / "data")})
+    monkeypatch.delenv("AIOS_NATS_URL", raising=False)
+    monkeypatch.delenv("AIOS_HELPDESK_URL", raising=False)
+    plain = {
+        k.to_user_string()
+        for k in build_definitions(settings).resolve_asset_graph().get_all_asset_keys()
+    }
+    assert "raw_card_events" not in plain and "raw_helpdesk_tickets" not in plain
+    monkeypatch.setenv("AIOS_NATS_URL", "nats://127.0.0.1:4222")
+    monkeypatch.setenv("AIOS_HELPDESK_URL", "http://127.0.0.1:9/v1/tickets")
+    full = build_definitions(settings)
+    keys = {k.to_user_string() for k in full.resolve_asset_graph().get_all_asset_keys()}
+    assert {"raw_card_events", "raw_helpdesk_tickets"} <= keys
+    assert full.resolve_sensor_def("raw_card_events_sensor") is not None
 
 
 def test_importing_definitions_writes_nothing(tmp_path: Path) -> None:

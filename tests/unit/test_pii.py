@@ -48,3 +48,26 @@ def test_sender_names_are_masked_in_their_own_text() -> None:
     masked, count = mask_names(texts, names)
     assert masked.tolist() == ["Thanks,\n[NAME] [NAME]", "Dear team, [NAME] here", None]
     assert count == 3
+
+
+def test_signature_names_are_masked_even_without_a_known_sender() -> None:
+    import pandas as pd
+
+    from aios_dagster.lib.connectors.pii import mask_signoff_names
+
+    texts = pd.Series(
+        [
+            "My card is blocked.\n\nBest wishes,\nJacob Hill\n\nSent from my Galaxy",
+            "Thanks,\nAnn",
+            "Kind regards,\n[NAME]",
+            "No sign-off here\nJacob Hill",
+            None,
+        ]
+    )
+    masked, count = mask_signoff_names(texts)
+    assert count == 2
+    assert masked[0] == "My card is blocked.\n\nBest wishes,\n[NAME]\n\nSent from my Galaxy"
+    assert masked[1] == "Thanks,\n[NAME]"
+    assert masked[2] == "Kind regards,\n[NAME]"
+    assert masked[3] == "No sign-off here\nJacob Hill"  # no signature context: left as is
+    assert masked[4] is None

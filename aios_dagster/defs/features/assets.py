@@ -6,7 +6,7 @@ import dagster as dg
 import pyarrow as pa
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from aios_dagster.defs.ingest.assets import raw_emails
+from aios_dagster.lib.connectors.dedup import latest_records
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.dbt import build_args, translator
 from aios_dagster.lib.features.text import TEXT_DIM, hash_text, vectors_to_arrow
@@ -15,12 +15,13 @@ from aios_dagster.lib.warehouse import WarehouseResource
 
 @dg.asset(
     group_name="features",
-    deps=[raw_emails],
+    deps=["raw_emails"],
     kinds={"python", "parquet"},
     description=f"Hashed bag-of-words ({TEXT_DIM} dims) of each masked subject and body.",
 )
 def email_text_features(lake: LakeResource) -> dg.MaterializeResult:
-    emails = lake.read("raw_emails", "data").select(["email_id", "subject", "body"]).to_pandas()
+    landed = lake.read("raw_emails").select(["email_id", "subject", "body", "_ingested_at"])
+    emails = latest_records(landed.to_pandas(), "email_id")
     vectors = hash_text(emails["subject"].fillna("") + "\n" + emails["body"].fillna(""))
     table = pa.table({"email_id": emails["email_id"], "text_vec": vectors_to_arrow(vectors)})
     path = lake.write("email_text_features", table)

@@ -36,20 +36,31 @@ class LakeResource(dg.ConfigurableResource):
         return target
 
     def parts(self, dataset: str, prefix: str = "") -> list[Path]:
-        """The dataset's part files whose name starts with ``prefix``, in name order."""
-        return sorted(self.dataset_dir(dataset).glob(f"{prefix}*.parquet"))
+        """The dataset's part files (in sub-folders too) whose name starts with ``prefix``.
 
-    def read(self, dataset: str, part: str | None = None, *, prefix: str = "") -> pa.Table:
+        Sorted by path, so ``ingest_date=...`` folders come out oldest first.
+        """
+        return sorted(self.dataset_dir(dataset).glob(f"**/{prefix}*.parquet"))
+
+    def read(
+        self,
+        dataset: str,
+        part: str | None = None,
+        *,
+        prefix: str = "",
+        columns: list[str] | None = None,
+    ) -> pa.Table:
         """Read one part, or every part whose name starts with ``prefix`` (default: all)."""
         if part is not None:
-            return pq.read_table(self.part_path(dataset, part))
+            return pq.read_table(self.part_path(dataset, part), columns=columns)
         parts = self.parts(dataset, prefix)
         if not parts:
             raise FileNotFoundError(
                 f"lake dataset {dataset!r} has no parts{f' named {prefix}*' if prefix else ''} "
                 f"under {self.root}"
             )
-        return pa.concat_tables([pq.read_table(p) for p in parts], promote_options="default")
+        tables = [pq.read_table(p, columns=columns) for p in parts]
+        return pa.concat_tables(tables, promote_options="default")
 
     def remove_parts(self, dataset: str, prefix: str, *, keep: str | None = None) -> list[str]:
         """Delete the parts whose name starts with ``prefix`` (except ``keep``); return them."""
@@ -59,6 +70,25 @@ class LakeResource(dg.ConfigurableResource):
                 path.unlink()
                 removed.append(path.stem)
         return removed
+
+    def remove_part(self, dataset: str, part: str) -> bool:
+        """Delete one part if it exists (a re-landed batch that now has no rows there)."""
+        path = self.part_path(dataset, part)
+        if path.exists():
+            path.unlink()
+            return True
+        return False
+
+    def remove_stale_copies(self, dataset: str, part: str) -> list[Path]:
+        """Delete copies of ``part``'s file name in *other* sub-folders.
+
+        A batch re-landed on a later ingest date must replace, not duplicate, its earlier copy.
+        """
+        keep = self.part_path(dataset, part)
+        stale = [p for p in self.dataset_dir(dataset).glob(f"**/{keep.name}") if p != keep]
+        for path in stale:
+            path.unlink()
+        return stale
 
     def exists(self, dataset: str, part: str = "data") -> bool:
         return self.part_path(dataset, part).exists()

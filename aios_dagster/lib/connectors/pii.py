@@ -109,3 +109,29 @@ def mask_names(texts: pd.Series, names: pd.Series) -> tuple[pd.Series, int]:
         masked.append(new)
         total += n
     return pd.Series(masked, index=texts.index, dtype=object), total
+
+
+# A sign-off line ("Kind regards,") followed by a short line is a signature: the next line is
+# a name whether or not we know it. This catches names in mail whose sender name is unknown
+# (no or a malformed From header), which ``mask_names`` cannot.
+_SIGNOFF = re.compile(
+    r"(?im)^(?P<signoff>(?:best|kind|warm|many|thanks|thank you|regards|cheers|sincerely|yours"
+    r"|all the best)[^\n]{0,20}?,?[ \t]*)"
+    r"\n(?P<name>[^\W\d_][^\n\[\]]{1,59})$"
+)
+
+
+def mask_signoff_names(texts: pd.Series) -> tuple[pd.Series, int]:
+    """Replace the line after a sign-off ("Best wishes,") by ``[NAME]``; count replacements."""
+    total = 0
+
+    def one(text: object) -> object:
+        nonlocal total
+        if not isinstance(text, str):
+            return text
+        new, n = _SIGNOFF.subn(lambda m: f"{m['signoff']}\n[NAME]", text)
+        total += n
+        return new
+
+    masked = texts.map(one)
+    return masked, total

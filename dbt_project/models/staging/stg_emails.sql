@@ -12,3 +12,4 @@ select
     coalesce(len(attachment_names), 0) as n_attachments,
     in_reply_to is not null as is_reply
 from {{ source('lake', 'raw_emails') }}
+qualify row_number() over (partition by email_id order by _ingested_at desc, _batch_id desc) = 1

@@ -10,3 +10,4 @@ select
     -- when the row last changed (e.g. a dispute was flagged): features must not see the future
     cast(updated_at as timestamptz) as updated_at
 from {{ source('lake', 'raw_transactions') }}
+qualify row_number() over (partition by txn_id order by _ingested_at desc, _batch_id desc) = 1
