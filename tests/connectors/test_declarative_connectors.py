@@ -185,3 +185,78 @@ def test_card_events_connector_acks_after_landing(
         meta = again.asset_materializations_for_node("raw_card_events")[0].metadata
         assert meta["rows_landed"].value == 10
         assert len(_landed(settings, "card_events", "event_id")) == 308
+
+
+@pytest.fixture
+def bank_schema() -> Iterator[str]:
+    """A private schema in the real Postgres for one test's core-banking replica."""
+    import psycopg
+
+    schema = f"bank_{uuid.uuid4().hex[:10]}"
+    dsn = "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"create schema {schema}")
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {dsn} unavailable: {exc}", pytrace=False)
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"drop schema {schema} cascade")
+
+
+def test_transactions_connector_reads_postgres_when_configured(
+    tmp_path: Path, bank_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same YAML connector pulls from PostgreSQL once AIOS_BANK_DSN points at it."""
+    import sqlite3
+
+    import psycopg
+
+    from aios_dagster.lib.generator import generate_reference_data
+
+    settings = Settings.from_env({"AIOS_DATA_DIR": str(tmp_path / "data")})
+    gen = generate_reference_data(settings.sources_dir, emails_per_week=50, customers=60, weeks=1)
+    with sqlite3.connect(settings.transactions_db) as lite:
+        rows = lite.execute(
+            "select txn_id, customer_id, account_number, booked_at, amount, currency, merchant,"
+            " channel, is_disputed, updated_at from transactions"
+        ).fetchall()
+    dsn = "postgresql://postgres@127.0.0.1:5432/test"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            f"create table {bank_schema}.transactions (txn_id text primary key, customer_id text,"
+            " account_number text, booked_at timestamptz, amount double precision,"
+            " currency text, merchant text, channel text, is_disputed boolean,"
+            " updated_at timestamptz)"
+        )
+        with conn.cursor().copy(f"copy {bank_schema}.transactions from stdin") as copy:
+            for r in rows:
+                copy.write_row([*r[:8], None if r[8] is None else bool(r[8]), r[9]])
+    monkeypatch.setenv("AIOS_BANK_DSN", f"{dsn}?options=-csearch_path%3D{bank_schema}")
+    defs = build_definitions(settings)
+
+    with dg.instance_for_test() as instance:
+        first = _run_job(defs, "ingest_raw_transactions_job", instance)
+        assert first.success and _check_passed(first)
+        meta = first.asset_materializations_for_node("raw_transactions")[0].metadata
+        assert meta["source"].value.startswith("postgresql://")  # not the embedded SQLite
+        landed = _landed(settings, "transactions", "txn_id")
+        assert len(landed) + meta["records_quarantined"].value == gen.transactions == len(rows)
+        assert not landed["account_token"].str.match(r"^\d+$").any()
+
+        # A dispute flagged at the source: only the changed rows are pulled, and they win.
+        changed = sorted(landed["txn_id"])[:10]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(
+                f"update {bank_schema}.transactions set is_disputed = true,"
+                " updated_at = now() where txn_id = any(%s)",
+                [changed],
+            )
+        second = _run_job(defs, "ingest_raw_transactions_job", instance)
+        meta = second.asset_materializations_for_node("raw_transactions")[0].metadata
+        assert meta["rows_landed"].value == 10
+        latest = _landed(settings, "transactions", "txn_id").set_index("txn_id")
+        assert len(latest) == len(landed)
+        assert latest.loc[changed, "is_disputed"].all()
