@@ -103,7 +103,15 @@ def _as_list(value: Any) -> Any:
 def _cast(series: pd.Series, kind: ColumnType) -> pd.Series:
     """Cast one column; values that cannot be cast become null (the caller compares nulls)."""
     if kind == "string" or kind == "date":
-        return series.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+            return series.where(series.notna(), None)  # already text: skip the per-value map
+
+        def to_text(v: Any) -> Any:
+            if v is None or isinstance(v, str):
+                return v
+            return None if isinstance(v, float) and np.isnan(v) else str(v)
+
+        return series.map(to_text)
     if kind in ("int64", "float64"):
         numbers = pd.to_numeric(series, errors="coerce")
         if kind == "int64":
