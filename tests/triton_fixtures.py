@@ -78,9 +78,10 @@ def publish_random_model(request: pytest.FixtureRequest, triton_repository: Path
     """Publish a small random ``LinearHeadsModel`` into the session repository.
 
     Call it as ``publish_random_model(seed=0, n_features=16, heads={"queue": 6, ...},
-    model_name=None)``. The default model name is derived from the test name so tests sharing
-    the session server never see each other's versions. It does not load the model: tests
-    decide when the server picks a version up (``TritonResource.load_model``).
+    model_name=None, extra_parameters={"delay_ms": "50"})``. The default model name is derived
+    from the test name so tests sharing the session server never see each other's versions. It
+    does not load the model: tests decide when the server picks a version up
+    (``TritonResource.load_model``).
     """
     default_name = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:60].strip("_")
 
@@ -92,6 +93,7 @@ def publish_random_model(request: pytest.FixtureRequest, triton_repository: Path
         model_name: str | None = None,
         repository: Path | None = None,
         max_batch_size: int = 1024,
+        extra_parameters: dict[str, str] | None = None,
     ) -> PublishedModel:
         model = LinearHeadsModel.random(n_features, heads or {"queue": 6, "priority": 3}, seed=seed)
         published = publish_linear_model(
@@ -99,7 +101,33 @@ def publish_random_model(request: pytest.FixtureRequest, triton_repository: Path
             model_name or default_name,
             model,
             max_batch_size=max_batch_size,
+            extra_parameters=extra_parameters,
         )
         return PublishedModel(model, published)
 
     return publish
+
+
+ServerFactory = Callable[[Path], LocalTritonServer]
+
+
+@pytest.fixture
+def triton_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    """Start private servers (over a given repository) that a test may kill and restart.
+
+    Fault tests must not touch the session server. Each call starts a new server in its own
+    work directory and fails the test if it cannot start; all of them are killed at teardown
+    (``kill`` rather than ``stop``: nothing graceful is left to test and it is seconds faster).
+    """
+    servers: list[LocalTritonServer] = []
+
+    def start(repository: Path) -> LocalTritonServer:
+        server = LocalTritonServer(repository, tmp_path / f"triton_work_{len(servers)}")
+        servers.append(server)
+        return start_or_fail(server)
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.kill()

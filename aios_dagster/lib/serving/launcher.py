@@ -16,7 +16,14 @@ Facts this encodes (see STACK-NOTES):
 * some shells start children with SIGTERM/SIGINT *ignored*, which would make ``terminate()`` a
   no-op, so the child resets both to the default before exec;
 * a busy port makes the server exit 1, so ports are picked free at start and the start is
-  retried with new ports.
+  retried with new ports;
+* the Python backend keeps each model instance's tensors in a POSIX shared-memory region
+  (``/dev/shm``, 1 MiB and up) that only a graceful shutdown removes; a killed server leaves
+  them behind, in RAM. Each server gets its own region prefix, and whatever carries that
+  prefix is removed once its process group is dead;
+* now and then the binary aborts during start-up (SIGABRT, logged as gRPC's "Epoll1Poller ...
+  epoll_wait error: Bad file descriptor"), seen when restarting right after a crash; a start-up
+  that dies of a signal is retried on the *same* ports, so a restart keeps its addresses.
 
 Server flags: ``--model-control-mode=explicit --load-model=*`` loads whatever the repository
 holds at start and afterwards only what a client asks for (``TritonResource.load_model``), so
@@ -40,6 +47,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+import uuid
 import weakref
 from collections import deque
 from pathlib import Path
@@ -47,8 +55,9 @@ from types import TracebackType
 
 _PYTRITON_PACKAGE = "nvidia-pytriton"
 _LOG_TAIL_LINES = 40
-_PORT_ATTEMPTS = 3
+_START_ATTEMPTS = 3
 _PORT_BUSY_MARKERS = ("already in use", "failed to bind", "failed to start")
+_SHM_DIR = Path("/dev/shm")
 
 
 class TritonStartError(RuntimeError):
@@ -90,12 +99,21 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(process.pid, sig)
 
 
-def _finalize_process(process: subprocess.Popen[bytes]) -> None:
+def _remove_backend_shm(prefix: str) -> None:
+    """Delete the Python backend's shared-memory regions of a server that is gone."""
+    for path in _SHM_DIR.glob(f"{prefix}*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _finalize_process(process: subprocess.Popen[bytes], shm_prefix: str) -> None:
     """Last-resort cleanup when a started server object is garbage collected or at exit."""
     if process.poll() is None:
         _kill_group(process, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
+    if process.poll() is not None:
+        _remove_backend_shm(shm_prefix)
 
 
 class LocalTritonServer:
@@ -124,6 +142,8 @@ class LocalTritonServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
         self._ports: tuple[int, int, int] | None = None
+        # Unique per server object, so cleaning up after a crash never touches another server.
+        self._shm_prefix = f"aios_triton_pb_{uuid.uuid4().hex[:12]}_"
 
     # -- addresses ---------------------------------------------------------------------------
     def _port(self, index: int) -> int:
@@ -192,6 +212,7 @@ class LocalTritonServer:
             str(binary),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_dir}",
+            f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             f"--cache-directory={self.work_dir / 'cache'}",
             "--model-control-mode=explicit",
             "--load-model=*",
@@ -246,8 +267,9 @@ class LocalTritonServer:
         # A restart reuses the previous ports first, like a pod restarting behind its Service:
         # clients configured with the old URL reconnect instead of needing new settings.
         previous = self._ports
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            if previous is not None and attempt == 1:
+        reuse = previous is not None
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            if reuse and previous is not None:
                 ports = previous
             else:
                 ports = (_free_port(), _free_port(), _free_port())
@@ -266,7 +288,7 @@ class LocalTritonServer:
                 )
             self._process = process
             self._ports = ports
-            self._finalizer = weakref.finalize(self, _finalize_process, process)
+            self._finalizer = weakref.finalize(self, _finalize_process, process, self._shm_prefix)
             try:
                 ready = self._wait_ready(process, ports[0])
             except TimeoutError:
@@ -285,13 +307,15 @@ class LocalTritonServer:
             code = process.returncode
             self.stop()
             port_busy = any(marker in tail.lower() for marker in _PORT_BUSY_MARKERS)
-            if port_busy and attempt < _PORT_ATTEMPTS:
+            crashed = code is not None and code < 0  # killed by a signal, e.g. SIGABRT
+            if attempt < _START_ATTEMPTS and (port_busy or crashed):
+                reuse = reuse and not port_busy  # keep the addresses unless they are taken
                 continue
             raise TritonStartError(
                 f"tritonserver exited with code {code} during start-up (attempt {attempt}); "
                 f"last log lines from {self.log_path}:\n{tail}"
             )
-        raise TritonStartError(f"could not find free ports after {_PORT_ATTEMPTS} attempts")
+        raise TritonStartError(f"could not find free ports after {_START_ATTEMPTS} attempts")
 
     # -- stop --------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -309,11 +333,26 @@ class LocalTritonServer:
                     process.wait(timeout=10)
             # Stubs normally exit with the server; make sure none outlives it.
             _kill_group(process, signal.SIGKILL)
+            _remove_backend_shm(self._shm_prefix)
         finally:
             if self._finalizer is not None:
                 self._finalizer.detach()
                 self._finalizer = None
             self._process = None
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL to its process group, then reap), for fault drills.
+
+        Unlike ``stop()`` nothing is graceful: in-flight requests die with their connections,
+        like an OOM kill or a lost node. The ports are kept, so ``start()`` afterwards brings
+        the server back on the same addresses (a pod restarting behind its Service).
+        """
+        process = self._process
+        if process is None:
+            return
+        _kill_group(process, signal.SIGKILL)
+        process.wait(timeout=10)
+        self.stop()  # reaps, detaches the finalizer; idempotent on a dead process
 
     def __enter__(self) -> LocalTritonServer:
         return self.start()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
@@ -111,8 +112,13 @@ def render_config(
     *,
     max_batch_size: int,
     versions: list[int] | None,
+    extra_parameters: Mapping[str, str] | None = None,
 ) -> str:
-    """``config.pbtxt`` text; ``versions=None`` means ``version_policy: { all {} }``."""
+    """``config.pbtxt`` text; ``versions=None`` means ``version_policy: { all {} }``.
+
+    ``extra_parameters`` become further string parameters the backend reads (``delay_ms``
+    for fault drills); they may not shadow the signature parameters clients rely on.
+    """
     if versions is None:
         policy = "version_policy: { all {} }"
     else:
@@ -123,6 +129,10 @@ def render_config(
     )
     params = [("feature_names", ",".join(model.feature_names))]
     params += [(f"labels_{h.name}", ",".join(h.labels)) for h in model.heads]
+    for key, value in (extra_parameters or {}).items():
+        if key in dict(params):
+            raise ValueError(f"extra parameter {key!r} would shadow a signature parameter")
+        params.append((key, str(value)))
     parameters = "\n".join(
         f"parameters: {{ key: {_quote(k)} value: {{ string_value: {_quote(v)} }} }}"
         for k, v in params
@@ -164,12 +174,16 @@ def publish_linear_model(
     model: LinearHeadsModel,
     *,
     max_batch_size: int = 1024,
+    extra_parameters: Mapping[str, str] | None = None,
 ) -> PublishedVersion:
     """Publish ``model`` as the next version of ``model_name`` (or no-op if unchanged).
 
     Returns the new version, or the newest existing one with ``created=False`` when its
     content hash equals ``model.content_hash()``. The server only picks the version up on the
-    next explicit ``load_model`` (``TritonResource.load_model``).
+    next explicit ``load_model`` (``TritonResource.load_model``). ``extra_parameters`` are
+    written into the config as string parameters (see ``render_config``); they describe the
+    serving setup, not the weights, so they do not take part in the content hash (re-publishing
+    identical weights stays a no-op that leaves the config untouched).
     """
     _check_model_name(model_name)
     if max_batch_size < 1:
@@ -249,6 +263,7 @@ def publish_linear_model(
         model,
         max_batch_size=max_batch_size,
         versions=None if all_compatible else compatible,
+        extra_parameters=extra_parameters,
     )
     config_path = model_dir / CONFIG_FILE
     if not config_path.exists() or config_path.read_text(encoding="utf-8") != config:

@@ -2,18 +2,25 @@
 
 This file is copied verbatim into every published model version directory, so it must stay
 self-contained: production Triton images (NGC) have numpy but not ``aios_dagster``. It imports
-only numpy, json, pathlib and ``triton_python_backend_utils``. Keep its maths identical to
+only numpy, json, pathlib, time and ``triton_python_backend_utils``. Keep its maths identical to
 ``LinearHeadsModel.predict_proba`` (standardise, one stacked matmul, per-head stable softmax):
 the tests compare the two to 1e-5.
 
 Triton hands ``execute`` every request the dynamic batcher gathered; they are concatenated and
 computed in one vectorised pass, then split back, because per-call numpy overhead dominates
 small requests.
+
+An optional ``delay_ms`` config parameter makes every ``execute`` sleep that long first. It
+exists so fault tests and capacity drills can reproduce a *slow* server (deadlines, timeouts,
+a call still running when the server is killed) with the real binary instead of a fake;
+production configs never set it. Requests whose client gave up while we slept (gRPC deadline)
+are answered with an error instead of being computed, so a timed-out backlog drains quickly.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +74,19 @@ class TritonPythonModel:
                 f"config.pbtxt input dims {dims} do not match weights with "
                 f"{self.n_features} features ({weights_path})"
             )
+        delay = config.get("parameters", {}).get("delay_ms", {}).get("string_value", "0")
+        try:
+            self.delay_s = max(0.0, float(delay)) / 1000.0
+        except ValueError as exc:
+            raise pb_utils.TritonModelException(
+                f"config parameter delay_ms must be a number of milliseconds, got {delay!r}"
+            ) from exc
+
+    @staticmethod
+    def _cancelled(request: object) -> bool:
+        """True if the client already gave up (older stubs lack ``is_cancelled``)."""
+        is_cancelled = getattr(request, "is_cancelled", None)
+        return bool(is_cancelled()) if callable(is_cancelled) else False
 
     def _forward(self, x: np.ndarray) -> list[np.ndarray]:
         # Same order of operations as LinearHeadsModel.predict_proba.
@@ -75,14 +95,23 @@ class TritonPythonModel:
         return [_softmax_rows(np.ascontiguousarray(logits[:, a:b])) for _, a, b in self.slices]
 
     def execute(self, requests: list) -> list:
+        # A batch whose clients all gave up while queued costs no (simulated) compute.
+        if self.delay_s and not all(self._cancelled(r) for r in requests):
+            time.sleep(self.delay_s)
         arrays: list[np.ndarray | None] = []
+        errors: list[str] = []
         for request in requests:
             tensor = pb_utils.get_input_tensor_by_name(request, INPUT_NAME)
             x = None if tensor is None else tensor.as_numpy()
-            if x is None or x.ndim != 2 or x.shape[1] != self.n_features:
+            if self.delay_s and self._cancelled(request):
                 arrays.append(None)
+                errors.append("request cancelled by the client before it was computed")
+            elif x is None or x.ndim != 2 or x.shape[1] != self.n_features:
+                arrays.append(None)
+                errors.append(f"input '{INPUT_NAME}' must be [batch, {self.n_features}] FP32")
             else:
                 arrays.append(x)
+                errors.append("")
 
         valid = [a for a in arrays if a is not None]
         outputs: list[np.ndarray] = []
@@ -92,15 +121,10 @@ class TritonPythonModel:
 
         responses = []
         offset = 0
-        for x in arrays:
+        for x, error in zip(arrays, errors, strict=True):
             if x is None:
                 responses.append(
-                    pb_utils.InferenceResponse(
-                        output_tensors=[],
-                        error=pb_utils.TritonError(
-                            f"input '{INPUT_NAME}' must be [batch, {self.n_features}] FP32"
-                        ),
-                    )
+                    pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(error))
                 )
                 continue
             n = x.shape[0]
