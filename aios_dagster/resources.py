@@ -57,6 +57,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             url=settings.triton_grpc_url,
             ready_timeout_s=settings.triton_ready_timeout_s,
             metrics_url=settings.triton_metrics_url,
+            shared_memory=settings.triton_shared_memory,
         ),
         "reports": ReportStore(
             root=str(settings.reports_dir),

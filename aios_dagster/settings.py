@@ -33,6 +33,7 @@ class Settings:
     triton_ready_timeout_s: float = 30.0
     triton_metrics_url: str | None = None
     profile: str = "embedded"
+    triton_shared_memory_mode: str = "auto"  # auto | true | false (see _shared_memory)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -50,8 +51,14 @@ class Settings:
             triton_ready_timeout_s=float(env.get("AIOS_TRITON_READY_TIMEOUT_S", "30")),
             triton_metrics_url=env.get("AIOS_TRITON_METRICS_URL"),
             profile=env.get("AIOS_PROFILE", "embedded"),
+            triton_shared_memory_mode=env.get("AIOS_TRITON_SHARED_MEMORY", "auto"),
             extra={"project_dir": env["AIOS_PROJECT_DIR"]} if "AIOS_PROJECT_DIR" in env else {},
         )
+
+    @property
+    def triton_shared_memory(self) -> bool:
+        """Whether scoring passes tensors through /dev/shm (decided for the current URL)."""
+        return _shared_memory(self.triton_shared_memory_mode, self.triton_grpc_url)
 
     @property
     def sources_dir(self) -> Path:
@@ -118,3 +125,20 @@ class Settings:
 
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _shared_memory(mode: str, grpc_url: str) -> bool:
+    """Tensors through /dev/shm only where the server shares this host's memory.
+
+    ``auto`` (default) turns it on for a loopback server (the embedded Triton: 1.3-1.8x rows/s,
+    bench/inference_batch.py) and off for anything remote, such as the Triton Service on GPU nodes.
+    """
+    mode = mode.strip().lower()
+    if mode in ("1", "true", "on", "yes"):
+        return True
+    if mode in ("0", "false", "off", "no"):
+        return False
+    if mode != "auto":
+        raise ValueError(f"AIOS_TRITON_SHARED_MEMORY must be auto, true or false, not {mode!r}")
+    return grpc_url.rsplit(":", 1)[0] in _LOOPBACK

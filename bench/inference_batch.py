@@ -13,8 +13,10 @@ run, measures rows/s of
     through *system shared memory* (``tritonclient.utils.shared_memory`` regions registered
     over gRPC) instead of inside the gRPC messages: does skipping protobuf serialisation and
     the loopback copy pay off here?
-(e) ``TritonResource(shared_memory=True)``, the resource's opt-in version of (d) (same host
-    only, so not the default), with its failover, breaker and region bookkeeping.
+(e) ``TritonResource(shared_memory=True)``, the resource's version of (d), with its failover,
+    breaker and region bookkeeping. This is what the platform runs against a server on the
+    same host (``AIOS_TRITON_SHARED_MEMORY=auto``), so it is "ours" in the ratios; (a) is
+    reported as ``triton_resource_grpc_only`` (what a remote server gets).
 
 Each is warmed up once, then timed ``--reps`` times; the median is reported. Outputs of (a)
 and (b) are checked against (c) to 1e-4 so the benchmark cannot time the wrong work. Results go
@@ -234,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     err_ours_shm = check("triton_resource_shm", ours_shm_out, expected)
     check("in_process", reference, expected)
 
+    # "Ours" is the resource as the platform configures it for this server: a loopback server
+    # gets shared-memory tensors (Settings.triton_shared_memory, AIOS_TRITON_SHARED_MEMORY=auto).
+    grpc_only = ours
+    ours = ours_shm
     report = {
         "benchmark": "inference_batch",
         "params": {
@@ -249,35 +255,34 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_1m_at_start": load_at_start,
             "python": sys.version.split()[0],
             "max_abs_error": {
-                "triton_resource": err_ours,
+                "triton_resource": err_ours_shm,
+                "triton_resource_grpc_only": err_ours,
                 "plain_loop": err_plain,
                 "shm_concurrent": err_shm,
-                "triton_resource_shm": err_ours_shm,
             },
         },
         "measurements": {
             "triton_resource": {"value": ours, "unit": "rows/s"},
+            "triton_resource_grpc_only": {"value": grpc_only, "unit": "rows/s"},
             "plain_loop": {"value": plain, "unit": "rows/s"},
             "in_process": {"value": ceiling, "unit": "rows/s"},
             "shm_concurrent": {"value": shared, "unit": "rows/s"},
-            "triton_resource_shm": {"value": ours_shm, "unit": "rows/s"},
         },
         "ratios": {
             "vs_plain_loop": ours / plain,
             "vs_in_process": ours / ceiling,
             "vs_shm_concurrent": ours / shared,
-            "shm_vs_grpc": ours_shm / ours,
-            "shm_vs_in_process": ours_shm / ceiling,
+            "grpc_only_vs_plain_loop": grpc_only / plain,
         },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
     rows = [
-        ("triton_resource (1024 x 4 in flight)", ours, ours_all),
+        ("triton_resource (shm, 1024 x 4 in flight)", ours, ours_shm_all),
+        ("triton_resource grpc only", grpc_only, ours_all),
         ("plain_loop (1024, 1 thread)", plain, plain_all),
         ("shm_concurrent (1024 x 4, system shm)", shared, shared_all),
-        ("triton_resource shared_memory=True", ours_shm, ours_shm_all),
         ("in_process (numpy ceiling)", ceiling, ceiling_all),
     ]
     print(f"\ninference_batch: {args.rows:,} rows x {args.features} features, heads {HEADS}")
@@ -287,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<38} {median:>15,.0f} {reps:>40}")
     print(
         f"ratios: vs plain loop {ours / plain:.2f}x, vs in-process {ours / ceiling:.3f}x, "
-        f"vs hand-written shm {ours / shared:.2f}x; resource shm vs grpc {ours_shm / ours:.2f}x; "
+        f"vs hand-written shm {ours / shared:.2f}x; "
+        f"grpc only vs plain loop {grpc_only / plain:.2f}x; "
         f"max abs error vs in-process {max(err_ours, err_plain, err_shm, err_ours_shm):.1e}"
     )
     print(f"wrote {args.output}")
