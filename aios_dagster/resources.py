@@ -58,6 +58,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             ready_timeout_s=settings.triton_ready_timeout_s,
             metrics_url=settings.triton_metrics_url,
             shared_memory=settings.triton_shared_memory,
+            urls=[settings.triton_grpc_url, *settings.triton_replica_urls]
+            if settings.triton_replica_urls
+            else None,
         ),
         "reports": ReportStore(
             root=str(settings.reports_dir),

@@ -34,6 +34,7 @@ class Settings:
     triton_metrics_url: str | None = None
     profile: str = "embedded"
     triton_shared_memory_mode: str = "auto"  # auto | true | false (see _shared_memory)
+    triton_replica_urls: tuple[str, ...] = ()  # extra gRPC replicas: load spread, failover
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -52,13 +53,17 @@ class Settings:
             triton_metrics_url=env.get("AIOS_TRITON_METRICS_URL"),
             profile=env.get("AIOS_PROFILE", "embedded"),
             triton_shared_memory_mode=env.get("AIOS_TRITON_SHARED_MEMORY", "auto"),
+            triton_replica_urls=tuple(
+                u.strip() for u in env.get("AIOS_TRITON_GRPC_URLS", "").split(",") if u.strip()
+            ),
             extra={"project_dir": env["AIOS_PROJECT_DIR"]} if "AIOS_PROJECT_DIR" in env else {},
         )
 
     @property
     def triton_shared_memory(self) -> bool:
         """Whether scoring passes tensors through /dev/shm (decided for the current URL)."""
-        return _shared_memory(self.triton_shared_memory_mode, self.triton_grpc_url)
+        urls = (self.triton_grpc_url, *self.triton_replica_urls)
+        return all(_shared_memory(self.triton_shared_memory_mode, url) for url in urls)
 
     @property
     def sources_dir(self) -> Path:

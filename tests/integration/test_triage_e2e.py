@@ -162,6 +162,9 @@ def test_scoring_run_reports_client_and_server_metrics(clean_run: PipelineRun) -
     assert meta["triton_requests_ok"] == meta["requests"]
     assert meta["triton_requests_failed"] == 0
     assert meta["triton_compute_ms_per_exec"] > 0
+    # One healthy replica, no failovers; its breaker is closed after the run.
+    assert meta["failovers"] == 0
+    assert [r["state"] for r in meta["replicas"]] == ["closed"]
 
 
 def test_sinks_split_the_decisions_without_loss(clean_run: PipelineRun) -> None:

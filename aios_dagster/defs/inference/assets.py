@@ -50,7 +50,7 @@ def build_prediction_asset(
         )
         cols = ", ".join((spec.id_column, *spec.feature_columns))
         dataset = f"{spec.name}_predictions"
-        totals = {"rows": 0, "needs_review": 0, "requests": 0, "retries": 0}
+        totals = {"rows": 0, "needs_review": 0, "requests": 0, "retries": 0, "failovers": 0}
         versions: set[str] = set()
         latencies: list[float] = []
         for day in days_in(context.partition_time_window):
@@ -78,6 +78,7 @@ def build_prediction_asset(
                 totals["needs_review"] += int(decisions["needs_review"].to_numpy().sum())
                 totals["requests"] += result.requests
                 totals["retries"] += result.retries
+                totals["failovers"] += result.failovers
                 versions.add(result.model_version)
                 latencies += result.latencies_ms
             else:
@@ -100,6 +101,13 @@ def build_prediction_asset(
                 "needs_review": totals["needs_review"],
                 "requests": totals["requests"],
                 "retries": totals["retries"],
+                "failovers": totals["failovers"],
+                "replicas": dg.MetadataValue.json(
+                    [
+                        {"url": h.url, "state": h.state, "failures": h.transient_failures}
+                        for h in triton.replica_health()
+                    ]
+                ),
                 "model_name": spec.triton_model,
                 "model_version": ",".join(sorted(versions)),
                 "policy": spec.policy.name,
