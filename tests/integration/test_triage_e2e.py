@@ -220,11 +220,16 @@ def test_rerunning_a_day_replaces_its_predictions(drift_run: PipelineRun) -> Non
         instance=drift_run.instance,
         partition_key=day,
         asset_selection=[dg.AssetKey("email_router_predictions")],
+        # Stream the day in small Arrow batches: same rows, one part, one model version.
+        run_config={"ops": {"email_router_predictions": {"config": {"batch_rows": 37}}}},
     )
     assert result.success
+    meta = result.asset_materializations_for_node("email_router_predictions")[0].metadata
+    assert meta["requests"].value >= 2  # several batches, each its own request
     after = _lake(drift_run, "email_router_predictions").to_pandas()
     assert len(after) == before
     assert after["record_id"].is_unique
+    assert after["model_version"].nunique() == 1
     day_part = sorted(
         (drift_run.settings.lake_dir / "email_router_predictions").glob(f"date={day}__*.parquet")
     )

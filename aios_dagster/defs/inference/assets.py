@@ -5,9 +5,11 @@ keyed by (day, model, version), so re-running a day replaces its rows instead of
 them, and a newer model version writes alongside the old one for comparison.
 """
 
+import contextlib
 from datetime import date
 
 import dagster as dg
+import pyarrow.parquet as pq
 
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.batch import score
@@ -22,6 +24,12 @@ DECISION_LOG = "decision_log"
 
 def predictions_part(day: date, model: str, version: str) -> str:
     return f"date={day.isoformat()}__model={model}__v={version}"
+
+
+class PredictionConfig(dg.Config):
+    """Rows scored per Arrow batch: memory stays flat however many emails a day has."""
+
+    batch_rows: int = 50_000
 
 
 def build_prediction_asset(
@@ -40,6 +48,7 @@ def build_prediction_asset(
     )
     def _predictions(
         context: dg.AssetExecutionContext,
+        config: PredictionConfig,
         warehouse: WarehouseResource,
         triton: TritonResource,
         lake: LakeResource,
@@ -54,36 +63,51 @@ def build_prediction_asset(
         versions: set[str] = set()
         latencies: list[float] = []
         for day in days_in(context.partition_time_window):
-            table = warehouse.query_arrow(
+            batches = warehouse.query_batches(
                 f"select {cols} from {spec.feature_table} "
                 f"where cast({spec.time_column} at time zone 'UTC' as date) = ? "
                 f"order by {spec.id_column}",
                 [day],
+                batch_rows=config.batch_rows,
             )
-            if table.num_rows:
-                decisions, result = score(spec, table, triton, context.run_id)
-                part = predictions_part(day, spec.triton_model, result.model_version)
-                lake.write(dataset, decisions, part=part)
-                # One current decision per email and day: a re-run with another model version
-                # replaces the earlier version's part (history stays in the decision log).
-                lake.remove_parts(dataset, f"date={day.isoformat()}__", keep=part)
-                # The decision log is append-only: one part per (run, day), never rewritten,
-                # so a re-run adds its decisions instead of erasing the earlier ones.
-                lake.write(
-                    DECISION_LOG,
-                    decisions,
-                    part=f"run={context.run_id}__{part}",
-                )
-                totals["rows"] += decisions.num_rows
-                totals["needs_review"] += int(decisions["needs_review"].to_numpy().sum())
-                totals["requests"] += result.requests
-                totals["retries"] += result.retries
-                totals["failovers"] += result.failovers
-                versions.add(result.model_version)
-                latencies += result.latencies_ms
-            else:
-                lake.remove_parts(dataset, f"date={day.isoformat()}__")
-            context.log.info(f"{day}: scored {table.num_rows} emails")
+            day_rows = 0
+            with contextlib.ExitStack() as parts:
+                writers: list[pq.ParquetWriter] = []
+                part = ""
+                pinned = ""
+                for batch in batches:
+                    if not batch.num_rows:
+                        continue
+                    decisions, result = score(
+                        spec, batch, triton, context.run_id, model_version=pinned
+                    )
+                    if not writers:
+                        # The first batch fixes the version: one day, one model version.
+                        pinned = result.model_version
+                        part = predictions_part(day, spec.triton_model, pinned)
+                        # The decision log is append-only: one part per (run, day), never
+                        # rewritten, so a re-run adds its decisions instead of erasing them.
+                        writers = [
+                            parts.enter_context(lake.part_writer(ds, name, decisions.schema))
+                            for ds, name in (
+                                (dataset, part),
+                                (DECISION_LOG, f"run={context.run_id}__{part}"),
+                            )
+                        ]
+                    for writer in writers:
+                        writer.write_table(decisions)
+                    day_rows += decisions.num_rows
+                    totals["needs_review"] += int(decisions["needs_review"].to_numpy().sum())
+                    totals["requests"] += result.requests
+                    totals["retries"] += result.retries
+                    totals["failovers"] += result.failovers
+                    versions.add(result.model_version)
+                    latencies += result.latencies_ms
+            # One current decision per email and day: a re-run with another model version
+            # replaces the earlier version's part (history stays in the decision log).
+            lake.remove_parts(dataset, f"date={day.isoformat()}__", keep=part or None)
+            totals["rows"] += day_rows
+            context.log.info(f"{day}: scored {day_rows} emails")
         latencies.sort()
 
         def pct(p: float) -> float:

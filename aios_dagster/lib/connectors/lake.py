@@ -7,7 +7,9 @@ re-run of the same batch idempotent instead of appending duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -34,6 +36,19 @@ class LakeResource(dg.ConfigurableResource):
         pq.write_table(table, tmp, compression="zstd")
         tmp.replace(target)
         return target
+
+    @contextlib.contextmanager
+    def part_writer(self, dataset: str, part: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+        """Write one part batch by batch; it appears (atomically) only if the block succeeds."""
+        target = self.part_path(dataset, part)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+                yield writer
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def parts(self, dataset: str, prefix: str = "") -> list[Path]:
         """The dataset's part files (in sub-folders too) whose name starts with ``prefix``.

@@ -126,16 +126,21 @@ def check_signature(spec: ModelSpec, config: dict, n_features: int) -> None:
 
 def score(
     spec: ModelSpec,
-    table: pa.Table,
+    table: pa.Table | pa.RecordBatch,
     triton: TritonResource,
     run_id: str,
+    *,
+    model_version: str = "",
 ) -> tuple[pa.Table, InferenceResult]:
-    """Score every row of ``table`` (feature rows with the spec's id column)."""
+    """Score every row of ``table`` (feature rows with the spec's id column).
+
+    ``model_version`` pins the version (later batches of one day use the first batch's).
+    """
     matrix = spec.build_matrix(table)
     config = triton.get_model_config(spec.triton_model)  # one read: signature and labels
     check_signature(spec, config, matrix.shape[1])
     outputs = [f"{h.name}_probs" for h in spec.heads]
-    result = triton.infer(spec.triton_model, matrix, outputs)
+    result = triton.infer(spec.triton_model, matrix, outputs, model_version=model_version)
     labels = labels_from_config(config)
     ids = [str(v) for v in table.column(spec.id_column).to_pylist()]
     return decisions_table(spec, ids, matrix, result, labels, run_id), result
