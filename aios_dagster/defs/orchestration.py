@@ -9,7 +9,8 @@ def triage_job(partitions: dg.DailyPartitionsDefinition) -> Any:
     """The whole flow for one day (or a range of days): ingest to routed predictions."""
     return dg.define_asset_job(
         "triage_job",
-        selection=dg.AssetSelection.all(),
+        # Micro-batch scoring belongs to new mail (microbatch_job), not to the daily run.
+        selection=dg.AssetSelection.all() - dg.AssetSelection.groups("microbatch"),
         partitions_def=partitions,
         description="Ingest, contracts, dbt features, train/publish, Triton scoring, drift.",
     )

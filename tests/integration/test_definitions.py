@@ -123,6 +123,9 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     selected = {k.to_user_string() for k in microbatch.asset_layer.executable_asset_keys}
     assert {"raw_emails", "email_features", "email_router_microbatch"} <= selected
     assert not selected & {"email_router_candidate", "email_router_published", "training_set"}
+    assert not selected & {"raw_customers", "raw_transactions"}  # they have their own triggers
+    triage = defs.resolve_job_def("triage_job").asset_layer.executable_asset_keys
+    assert dg.AssetKey("email_router_microbatch") not in triage  # could run before publishing
 
 
 def test_connectors_are_declared_in_yaml_with_kinds_and_owners(defs: dg.Definitions) -> None:
