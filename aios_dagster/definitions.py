@@ -41,7 +41,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_dbt_assets(project.manifest_path),
     ]
     checks: list[dg.AssetChecksDefinition] = list(connectors.checks)
-    for spec in catalog().values():
+    for spec in catalog(settings.model_catalog).values():
         model_assets, model_checks = build_model_defs(spec)
         assets += [
             *model_assets,

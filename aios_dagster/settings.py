@@ -56,7 +56,14 @@ class Settings:
             triton_replica_urls=tuple(
                 u.strip() for u in env.get("AIOS_TRITON_GRPC_URLS", "").split(",") if u.strip()
             ),
-            extra={"project_dir": env["AIOS_PROJECT_DIR"]} if "AIOS_PROJECT_DIR" in env else {},
+            extra={
+                key: env[var]
+                for key, var in (
+                    ("project_dir", "AIOS_PROJECT_DIR"),
+                    ("model_catalog", "AIOS_MODEL_CATALOG"),
+                )
+                if var in env
+            },
         )
 
     @property
@@ -119,6 +126,12 @@ class Settings:
     def project_dir(self) -> Path:
         """The checkout (or image folder) holding ``expectations/`` and ``dbt_project/``."""
         return Path(self.extra.get("project_dir", _PACKAGE_PARENT))
+
+    @property
+    def model_catalog(self) -> Path | None:
+        """A model catalog file replacing the packaged one (``AIOS_MODEL_CATALOG``), if set."""
+        path = self.extra.get("model_catalog")
+        return Path(path) if path else None
 
     @property
     def expectations_dir(self) -> Path:

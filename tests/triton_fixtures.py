@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from aios_dagster.lib.serving.launcher import LocalTritonServer, TritonStartError
@@ -131,3 +132,23 @@ def triton_server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
     finally:
         for server in servers:
             server.kill()
+
+
+ATOL = 1e-5
+
+
+def random_features(n_rows: int, n_features: int, seed: int = 1) -> np.ndarray:
+    """A float32 feature matrix, deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    return rng.normal(0.0, 2.0, size=(n_rows, n_features)).astype(np.float32)
+
+
+def assert_matches_model(
+    outputs: dict[str, np.ndarray], model: LinearHeadsModel, x: np.ndarray
+) -> None:
+    """Every row present once and in order: element-wise equal to the in-process model."""
+    expected = model.predict_proba(x)
+    for head in model.heads:
+        got = outputs[f"{head.name}_probs"]
+        assert got.shape == (x.shape[0], len(head.labels))
+        np.testing.assert_allclose(got, expected[head.name], atol=ATOL, rtol=0)

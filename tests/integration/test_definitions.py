@@ -172,3 +172,30 @@ def test_importing_definitions_writes_nothing(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_model_is_yaml_only(tmp_path: Path) -> None:
+    """Declaring another model in the catalog adds its whole lifecycle, with no Python."""
+    import yaml
+
+    packaged = Path(__file__).resolve().parents[2] / "aios_dagster/defs/models/catalog.yaml"
+    data = yaml.safe_load(packaged.read_text())
+    lite = dict(data["models"]["email_router"])
+    lite["triton_model"] = "email_router_lite"
+    lite["inputs"] = {"numeric": ["tenure_years", "txn_count_30d"], "vectors": ["text_vec"]}
+    lite["policy"] = {**lite["policy"], "name": "lite-v1", "min_confidence": 0.7}
+    data["models"]["email_router_lite"] = lite
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(data))
+    defs = build_definitions(
+        Settings.from_env(
+            {"AIOS_DATA_DIR": str(tmp_path / "data"), "AIOS_MODEL_CATALOG": str(path)}
+        )
+    )
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    for suffix in ("candidate", "published", "predictions", "microbatch", "feature_drift"):
+        assert {f"email_router_{suffix}", f"email_router_lite_{suffix}"} <= keys
+    checks = {k.to_user_string() for k in defs.resolve_asset_graph().asset_check_keys}
+    assert "email_router_lite_candidate:quality_gate" in checks
+    microbatch = defs.resolve_job_def("microbatch_job").asset_layer.executable_asset_keys
+    assert dg.AssetKey("email_router_lite_microbatch") in microbatch

@@ -13,34 +13,22 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
 from aios_dagster.lib.serving.launcher import LocalTritonServer
-from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.triton import (
     InferenceResult,
     TritonInferenceError,
     TritonResource,
 )
-from tests.triton_fixtures import PublishFn, ServerFactory, start_or_fail
-
-ATOL = 1e-5
-
-
-def _features(n_rows: int, n_features: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.normal(0.0, 2.0, size=(n_rows, n_features)).astype(np.float32)
-
-
-def _assert_matches(outputs: dict[str, np.ndarray], model: LinearHeadsModel, x: np.ndarray) -> None:
-    """Every row present once, in order: element-wise equality with the in-process model."""
-    expected = model.predict_proba(x)
-    for head in model.heads:
-        got = outputs[f"{head.name}_probs"]
-        assert got.shape == (x.shape[0], len(head.labels))
-        np.testing.assert_allclose(got, expected[head.name], atol=ATOL, rtol=0)
+from tests.triton_fixtures import (
+    PublishFn,
+    ServerFactory,
+    assert_matches_model,
+    random_features,
+    start_or_fail,
+)
 
 
 def _dead_url() -> str:
@@ -108,7 +96,7 @@ def test_killed_mid_batch_and_restarted(
         breaker_reset_s=30.0,
         shared_memory=shared_memory,
     )
-    x = _features(20_000, published.model.n_features)
+    x = random_features(20_000, published.model.n_features)
 
     call = _Background(resource, "crash", x, published.output_names)
     time.sleep(0.4)
@@ -124,7 +112,7 @@ def test_killed_mid_batch_and_restarted(
         # Retries with backoff outlast a ~2 s restart: the call completes, every row once.
         assert call.error is None, call.error
         assert call.result is not None and call.result.retries > 0
-        _assert_matches(call.result.outputs, published.model, x)
+        assert_matches_model(call.result.outputs, published.model, x)
     elif call.error is not None:
         # With the default breaker the replica may be declared down: a clear, fast error.
         message = str(call.error)
@@ -133,12 +121,12 @@ def test_killed_mid_batch_and_restarted(
         assert "circuit breaker open" in message or "retries" in message
     else:
         assert call.result is not None
-        _assert_matches(call.result.outputs, published.model, x)
+        assert_matches_model(call.result.outputs, published.model, x)
 
     # Readiness closes the breaker of a replica that is back; the next call just works.
     assert resource.wait_until_ready(timeout_s=10) == {url: "ready"}
     again = resource.infer("crash", x, published.output_names)
-    _assert_matches(again.outputs, published.model, x)
+    assert_matches_model(again.outputs, published.model, x)
     assert again.model_version == "1" and again.requests == 79
 
 
@@ -151,7 +139,7 @@ def test_slow_server_times_out_after_retries_then_succeeds_with_a_longer_deadlin
     published = publish_random_model(seed=3, extra_parameters={"delay_ms": "400"})
     url = triton_server.grpc_url
     TritonResource(url=url).load_model(published.name)
-    x = _features(100, published.model.n_features)
+    x = random_features(100, published.model.n_features)
 
     impatient = TritonResource(url=url, request_timeout_s=0.1, max_retries=2, retry_backoff_s=0.05)
     started = time.monotonic()
@@ -169,7 +157,7 @@ def test_slow_server_times_out_after_retries_then_succeeds_with_a_longer_deadlin
 
     patient = TritonResource(url=url, request_timeout_s=5.0)
     result = patient.infer(published.name, x, published.output_names)
-    _assert_matches(result.outputs, published.model, x)
+    assert_matches_model(result.outputs, published.model, x)
     assert result.retries == 0
 
 
@@ -182,7 +170,7 @@ def test_model_unloaded_mid_run_is_a_clear_error_and_load_model_recovers(
     published = publish_random_model(seed=4, extra_parameters={"delay_ms": "30"})
     resource = TritonResource(url=triton_server.grpc_url, max_batch_rows=256, retry_backoff_s=0.5)
     resource.load_model(published.name)
-    x = _features(30_000, published.model.n_features)
+    x = random_features(30_000, published.model.n_features)
 
     call = _Background(resource, published.name, x, published.output_names)
     time.sleep(0.3)
@@ -202,7 +190,7 @@ def test_model_unloaded_mid_run_is_a_clear_error_and_load_model_recovers(
 
     resource.load_model(published.name)
     result = resource.infer(published.name, x, published.output_names)
-    _assert_matches(result.outputs, published.model, x)
+    assert_matches_model(result.outputs, published.model, x)
 
 
 # -- input the model cannot take -------------------------------------------------------------
@@ -216,7 +204,7 @@ def test_wrong_input_shape_is_one_request_and_a_clear_error(
     resource.load_model(published.name)
     started = time.monotonic()
     with pytest.raises(TritonInferenceError) as excinfo:
-        resource.infer(published.name, _features(3000, 7), published.output_names)
+        resource.infer(published.name, random_features(3000, 7), published.output_names)
     assert time.monotonic() - started < 1.0
     message = str(excinfo.value)
     assert f"model {published.name!r}" in message
@@ -251,15 +239,15 @@ def test_one_replica_down_fails_over_opens_its_breaker_then_half_open_recovers(
         breaker_reset_s=1.0,
         shared_memory=shared_memory,
     )
-    x = _features(10_000, published.model.n_features)  # 40 chunks
+    x = random_features(10_000, published.model.n_features)  # 40 chunks
 
     healthy = resource.infer("pair", x, published.output_names)
-    _assert_matches(healthy.outputs, published.model, x)
+    assert_matches_model(healthy.outputs, published.model, x)
     assert healthy.requests_by_replica == {a: 20, b: 20}  # round-robin spread
 
     server_a.kill()
     degraded = resource.infer("pair", x, published.output_names)
-    _assert_matches(degraded.outputs, published.model, x)
+    assert_matches_model(degraded.outputs, published.model, x)
     assert degraded.requests_by_replica == {b: 40}
     # Each request a got failed over to b at once (no backoff) until a's breaker opened at 5
     # (a few more if chunks in flight had already picked a).
@@ -280,7 +268,7 @@ def test_one_replica_down_fails_over_opens_its_breaker_then_half_open_recovers(
     assert server_a.grpc_url == a
     time.sleep(resource.breaker_reset_s)
     recovered = resource.infer("pair", x, published.output_names)
-    _assert_matches(recovered.outputs, published.model, x)
+    assert_matches_model(recovered.outputs, published.model, x)
     assert recovered.requests_by_replica.get(a, 0) > 0
     assert {h.url: h.state for h in resource.replica_health()} == {a: "closed", b: "closed"}
 
@@ -294,7 +282,7 @@ def test_all_replicas_down_fails_fast_with_the_breaker_message() -> None:
         breaker_failure_threshold=2,
         breaker_reset_s=0.5,
     )
-    x = _features(3000, 16)
+    x = random_features(3000, 16)
     with pytest.raises(TritonInferenceError, match="after 1 retries on 2 replica"):
         resource.infer("router", x, ["queue_probs"])  # 2 rounds x 2 replicas: both open
     assert [h.state for h in resource.replica_health()] == ["open", "open"]
@@ -325,14 +313,14 @@ def test_breaker_state_spans_calls_of_one_instance_only() -> None:
     settings = {"url": dead, "max_retries": 0, "breaker_failure_threshold": 1}
     resource = TritonResource(**settings)
     with pytest.raises(TritonInferenceError, match="after 0 retries"):
-        resource.infer("router", _features(10, 16), ["queue_probs"])
+        resource.infer("router", random_features(10, 16), ["queue_probs"])
     with pytest.raises(TritonInferenceError, match="circuit breaker open"):
-        resource.infer("router", _features(10, 16), ["queue_probs"])
+        resource.infer("router", random_features(10, 16), ["queue_probs"])
     # A new instance (a new run) starts with closed breakers: no hidden global state.
     fresh = TritonResource(**settings)
     assert fresh.replica_health()[0].state == "closed"
     with pytest.raises(TritonInferenceError, match="after 0 retries"):
-        fresh.infer("router", _features(10, 16), ["queue_probs"])
+        fresh.infer("router", random_features(10, 16), ["queue_probs"])
 
 
 def test_concurrent_calls_share_one_breaker_and_half_open_lets_one_trial_through() -> None:
@@ -345,7 +333,7 @@ def test_concurrent_calls_share_one_breaker_and_half_open_lets_one_trial_through
 
     def call() -> None:
         try:
-            resource.infer("router", _features(10, 16), ["queue_probs"])
+            resource.infer("router", random_features(10, 16), ["queue_probs"])
         except TritonInferenceError as exc:
             with lock:
                 errors.append(str(exc))

@@ -16,24 +16,8 @@ import numpy as np
 import pytest
 
 from aios_dagster.lib.serving.launcher import LocalTritonServer
-from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.triton import TritonInferenceError, TritonResource
-from tests.triton_fixtures import PublishFn, ServerFactory
-
-ATOL = 1e-5
-
-
-def _features(n_rows: int, n_features: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.normal(0.0, 2.0, size=(n_rows, n_features)).astype(np.float32)
-
-
-def _assert_matches(outputs: dict[str, np.ndarray], model: LinearHeadsModel, x: np.ndarray) -> None:
-    expected = model.predict_proba(x)
-    for head in model.heads:
-        np.testing.assert_allclose(
-            outputs[f"{head.name}_probs"], expected[head.name], atol=ATOL, rtol=0
-        )
+from tests.triton_fixtures import PublishFn, ServerFactory, assert_matches_model, random_features
 
 
 def _dead_url() -> str:
@@ -62,7 +46,7 @@ def test_pinned_version_is_enforced_across_replicas(
     a, b = server_a.grpc_url, server_b.grpc_url
     v2 = publish_random_model(seed=1, repository=repository, model_name="pinned")
     TritonResource(url=a).load_model("pinned")  # only a picks v2 up: b lags behind
-    x = _features(3000, v1.model.n_features)  # 3 chunks: a, b, a
+    x = random_features(3000, v1.model.n_features)  # 3 chunks: a, b, a
 
     both = TritonResource(urls=[a, b], retry_backoff_s=1.0)
     started = time.monotonic()
@@ -77,12 +61,12 @@ def test_pinned_version_is_enforced_across_replicas(
     assert rollback.model_version == "1"
     assert set(rollback.requests_by_replica) == {a, b}  # both serve v1: spread over both
     assert sum(rollback.requests_by_replica.values()) == 3
-    _assert_matches(rollback.outputs, v1.model, x)
+    assert_matches_model(rollback.outputs, v1.model, x)
 
     assert both.load_model("pinned") == [a, b]
     latest = both.infer("pinned", x, v2.output_names)
     assert latest.model_version == "2" and set(latest.requests_by_replica) == {a, b}
-    _assert_matches(latest.outputs, v2.model, x)
+    assert_matches_model(latest.outputs, v2.model, x)
 
 
 def test_wait_until_ready_needs_one_replica_and_reports_the_others(
@@ -109,9 +93,9 @@ def test_load_model_loads_every_reachable_replica_and_fails_if_none(
     resource = TritonResource(urls=[dead, live], retry_backoff_s=0.01)
     assert resource.load_model(published.name) == [live]
     assert resource.get_model_config(published.name)["name"] == published.name  # failover
-    result = resource.infer(published.name, _features(2500, 16), published.output_names)
+    result = resource.infer(published.name, random_features(2500, 16), published.output_names)
     assert result.requests_by_replica == {live: 3}
-    _assert_matches(result.outputs, published.model, _features(2500, 16))
+    assert_matches_model(result.outputs, published.model, random_features(2500, 16))
 
     with pytest.raises(TritonInferenceError, match="no Triton replica reachable") as excinfo:
         TritonResource(urls=[dead, _dead_url()]).load_model(published.name)
@@ -127,14 +111,14 @@ def test_replicas_in_a_dagster_asset(
 ) -> None:
     published = publish_random_model(seed=3)
     live, dead = triton_server.grpc_url, _dead_url()
-    x = _features(4096, published.model.n_features)
+    x = random_features(4096, published.model.n_features)
 
     @dg.asset
     def scored(triton: TritonResource) -> dg.MaterializeResult:
         triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
         triton.load_model(published.name)
         result = triton.infer(published.name, x, published.output_names)
-        _assert_matches(result.outputs, published.model, x)
+        assert_matches_model(result.outputs, published.model, x)
         open_replicas = [h.url for h in triton.replica_health() if h.state == "open"]
         return dg.MaterializeResult(
             metadata={

@@ -15,14 +15,7 @@ import tritonclient.grpc as grpcclient
 
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.triton import TritonResource, _Channels, _ShmPool
-from tests.triton_fixtures import PublishFn
-
-ATOL = 1e-5
-
-
-def _features(n_rows: int, n_features: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.normal(0.0, 2.0, size=(n_rows, n_features)).astype(np.float32)
+from tests.triton_fixtures import ATOL, PublishFn, random_features
 
 
 def _leftovers() -> list[str]:
@@ -36,7 +29,7 @@ def test_shared_memory_outputs_match_and_nothing_is_left_behind(
     before = _leftovers()
     resource = TritonResource(url=triton_server.grpc_url, shared_memory=True)
     resource.load_model(published.name)
-    x = _features(5000, published.model.n_features)  # 5 chunks, the last one partial
+    x = random_features(5000, published.model.n_features)  # 5 chunks, the last one partial
 
     result = resource.infer(published.name, x, published.output_names)
     expected = published.model.predict_proba(x)
@@ -66,7 +59,7 @@ def test_a_region_the_server_forgot_is_registered_again(
     url = triton_server.grpc_url
     resource = TritonResource(url=url, shared_memory=True)
     resource.load_model(published.name)
-    x = _features(700, published.model.n_features)
+    x = random_features(700, published.model.n_features)
     layout = {
         "queue_probs": ((1024, 6), np.dtype(np.float32)),
         "priority_probs": ((1024, 3), np.dtype(np.float32)),

@@ -20,22 +20,7 @@ from aios_dagster.lib.serving.model_repository import (
     read_model_card,
 )
 from aios_dagster.lib.serving.triton import TritonInferenceError, TritonResource
-from tests.triton_fixtures import PublishFn, start_or_fail
-
-ATOL = 1e-5
-
-
-def _features(n_rows: int, n_features: int, seed: int = 1) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.normal(0.0, 2.0, size=(n_rows, n_features)).astype(np.float32)
-
-
-def _assert_matches(outputs: dict[str, np.ndarray], model: LinearHeadsModel, x: np.ndarray) -> None:
-    expected = model.predict_proba(x)
-    for head in model.heads:
-        got = outputs[f"{head.name}_probs"]
-        assert got.shape == (x.shape[0], len(head.labels))
-        np.testing.assert_allclose(got, expected[head.name], atol=ATOL, rtol=0)
+from tests.triton_fixtures import PublishFn, assert_matches_model, random_features, start_or_fail
 
 
 def _port_open(hostport: str) -> bool:
@@ -62,7 +47,7 @@ def test_npz_round_trip_and_content_hash(tmp_path: Path) -> None:
     assert loaded.feature_names == model.feature_names
     assert [h.labels for h in loaded.heads] == [h.labels for h in model.heads]
     assert loaded.content_hash() == model.content_hash()
-    x = _features(50, 12)
+    x = random_features(50, 12)
     for name, probs in loaded.predict_proba(x).items():
         np.testing.assert_array_equal(probs, model.predict_proba(x)[name])
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
@@ -134,9 +119,9 @@ def test_publish_load_infer_matches_in_process(
     published = publish_random_model(seed=0)
     assert published.published.version == 1 and published.published.created
     triton_resource.load_model(published.name)
-    x = _features(5000, published.model.n_features)  # > max_batch_rows: chunks and order
+    x = random_features(5000, published.model.n_features)  # > max_batch_rows: chunks and order
     result = triton_resource.infer(published.name, x, published.output_names)
-    _assert_matches(result.outputs, published.model, x)
+    assert_matches_model(result.outputs, published.model, x)
     assert result.model_name == published.name
     assert result.model_version == "1"
     assert result.requests == 5  # ceil(5000 / 1024)
@@ -168,7 +153,7 @@ def test_new_version_is_served_and_old_version_still_answers(
     triton_resource.load_model(v1.name)
     v2 = publish_random_model(seed=1)
     assert v2.published.version == 2 and v2.published.created
-    x = _features(300, v1.model.n_features)
+    x = random_features(300, v1.model.n_features)
 
     # Explicit model control: publishing alone changes nothing that is served.
     assert triton_resource.infer(v1.name, x, v1.output_names).model_version == "1"
@@ -176,13 +161,13 @@ def test_new_version_is_served_and_old_version_still_answers(
     triton_resource.load_model(v1.name)
     latest = triton_resource.infer(v1.name, x, v2.output_names)
     assert latest.model_version == "2"
-    _assert_matches(latest.outputs, v2.model, x)
+    assert_matches_model(latest.outputs, v2.model, x)
 
     rollback = triton_resource.infer(v1.name, x, v1.output_names, model_version="1")
     assert rollback.model_version == "1"
-    _assert_matches(rollback.outputs, v1.model, x)
+    assert_matches_model(rollback.outputs, v1.model, x)
     pinned = triton_resource.infer(v1.name, x, v2.output_names, model_version="2")
-    _assert_matches(pinned.outputs, v2.model, x)
+    assert_matches_model(pinned.outputs, v2.model, x)
 
 
 def test_feature_count_change_restricts_versions_to_the_new_signature(
@@ -194,10 +179,10 @@ def test_feature_count_change_restricts_versions_to_the_new_signature(
     config_text = (triton_repository / v1.name / "config.pbtxt").read_text()
     assert "specific { versions: [2] }" in config_text
     triton_resource.load_model(v1.name)
-    x = _features(10, 20)
+    x = random_features(10, 20)
     result = triton_resource.infer(v1.name, x, v2.output_names)
     assert result.model_version == "2"
-    _assert_matches(result.outputs, v2.model, x)
+    assert_matches_model(result.outputs, v2.model, x)
 
 
 def test_labels_and_feature_names_come_from_the_model_config(
@@ -236,7 +221,7 @@ def test_wrong_feature_count_fails_at_once_without_retry(
     resource.load_model(published.name)
     started = time.monotonic()
     with pytest.raises(TritonInferenceError) as excinfo:
-        resource.infer(published.name, _features(10, 7), published.output_names)
+        resource.infer(published.name, random_features(10, 7), published.output_names)
     assert time.monotonic() - started < 1.0  # one retry would have slept >= 0.5 s
     message = str(excinfo.value)
     assert published.name in message
@@ -248,7 +233,7 @@ def test_unreachable_server_fails_after_retries_not_a_hang() -> None:
     resource = TritonResource(url=_dead_url(), max_retries=3, retry_backoff_s=0.01)
     started = time.monotonic()
     with pytest.raises(TritonInferenceError, match="after 3 retries") as excinfo:
-        resource.infer("router", _features(2500, 16), ["queue_probs"])
+        resource.infer("router", random_features(2500, 16), ["queue_probs"])
     assert time.monotonic() - started < 10
     assert "router" in str(excinfo.value) and "chunk 0" in str(excinfo.value)
 
@@ -259,12 +244,12 @@ def test_restarted_server_serves_the_same_repository_again(
     repository = tmp_path / "repository"
     repository.mkdir()
     published = publish_random_model(seed=5, model_name="restart_me", repository=repository)
-    x = _features(2100, published.model.n_features)
+    x = random_features(2100, published.model.n_features)
     server = LocalTritonServer(repository, tmp_path / "work")
     try:
         start_or_fail(server)  # --load-model=* serves what the repository holds at start
         resource = TritonResource(url=server.grpc_url, max_retries=2, retry_backoff_s=0.01)
-        _assert_matches(
+        assert_matches_model(
             resource.infer("restart_me", x, published.output_names).outputs, published.model, x
         )
 
@@ -279,7 +264,7 @@ def test_restarted_server_serves_the_same_repository_again(
         resource.wait_until_ready(timeout_s=10)
         result = resource.infer("restart_me", x, published.output_names)
         assert result.model_version == "1"
-        _assert_matches(result.outputs, published.model, x)
+        assert_matches_model(result.outputs, published.model, x)
     finally:
         server.stop()
 
@@ -288,13 +273,13 @@ def test_resource_in_a_dagster_asset(
     triton_server: LocalTritonServer, publish_random_model: PublishFn
 ) -> None:
     published = publish_random_model(seed=7)
-    x = _features(1500, published.model.n_features)
+    x = random_features(1500, published.model.n_features)
 
     @dg.asset
     def scored(triton: TritonResource) -> dg.MaterializeResult:
         triton.load_model(published.name)
         result = triton.infer(published.name, x, published.output_names)
-        _assert_matches(result.outputs, published.model, x)
+        assert_matches_model(result.outputs, published.model, x)
         return dg.MaterializeResult(
             metadata={"model_version": result.model_version, "requests": result.requests}
         )

@@ -15,8 +15,9 @@ from aios_dagster.lib.warehouse import WarehouseResource
 CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
 
-def catalog() -> dict[str, ModelSpec]:
-    return load_catalog(CATALOG_PATH)
+def catalog(path: Path | None = None) -> dict[str, ModelSpec]:
+    """The declared models (``catalog.yaml`` beside this module unless another file is given)."""
+    return load_catalog(path or CATALOG_PATH)
 
 
 def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
