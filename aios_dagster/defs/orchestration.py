@@ -4,11 +4,17 @@ from typing import Any
 
 import dagster as dg
 
+PREDICTIONS_WRITER_TAG = "aios/writes-predictions"
+"""Runs that write the predictions dataset carry this tag; the run coordinator admits one at a
+time (deploy/dagster.yaml): a daily run replacing a day's parts while a micro-batch run adds to
+that day would leave an email with two current predictions."""
+
 
 def triage_job(partitions: dg.DailyPartitionsDefinition) -> Any:
     """The whole flow for one day (or a range of days): ingest to routed predictions."""
     return dg.define_asset_job(
         "triage_job",
+        tags={PREDICTIONS_WRITER_TAG: "true"},
         # Micro-batch scoring belongs to new mail (microbatch_job), not to the daily run.
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("microbatch"),
         partitions_def=partitions,
@@ -26,7 +32,7 @@ def scoring_job(partitions: dg.DailyPartitionsDefinition) -> Any:
         "scoring_job",
         selection=dg.AssetSelection.groups("inference"),
         partitions_def=partitions,
-        tags={"aios/inference": "batch"},
+        tags={"aios/inference": "batch", PREDICTIONS_WRITER_TAG: "true"},
         description="Score days of emails with the published model on Triton.",
     )
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 class WarehouseResource(dg.ConfigurableResource):
@@ -33,7 +36,15 @@ class WarehouseResource(dg.ConfigurableResource):
 
         Memory stays flat however large the result: scoring a busy day (or a bank ten times our
         size) holds one batch of features, not the day.
+        The rows are first spooled to a temporary Parquet file and the DuckDB file closed, so
+        the (slow) consumer never holds the warehouse open: dbt in a concurrent micro-batch run
+        needs to write it.
         """
-        with self.connect() as conn:
-            reader = conn.sql(sql, params=params or None).to_arrow_reader(batch_rows)
-            yield from reader
+        with tempfile.TemporaryDirectory(prefix="aios_query_") as tmp:
+            spool = Path(tmp) / "rows.parquet"
+            with self.connect() as conn:
+                reader = conn.sql(sql, params=params or None).to_arrow_reader(batch_rows)
+                with pq.ParquetWriter(spool, reader.schema) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+            yield from pq.ParquetFile(spool).iter_batches(batch_size=batch_rows)

@@ -203,7 +203,15 @@ def test_retyped_values_and_rejects_are_quarantined_masked(tmp_path: Path, env: 
     assert rules["T-2"] == "type(amount: float64)" and rules["T-3"] == "type(is_disputed: bool)"
     assert rules["-"] == "not_json"
     stored = quarantine.loc[quarantine["rule"] == "not_json", "value"].item()
-    assert "jo@bank.test" not in stored and "[EMAIL]" in stored
+    # This connector tokenizes a column: an unparseable record's raw text is withheld whole.
+    assert "jo@bank.test" not in stored and stored.startswith("[withheld: 28 chars")
+    # The quarantined copy keeps the value that failed, not the null it cast to.
+    record = json.loads(quarantine.loc[quarantine["record_id"] == "T-2", "record"].item())
+    assert record["amount"] == "12,50 EUR" and "account_number" not in record
+    again = reprocess_quarantine(
+        spec, load_contract(EXPECTATIONS / "transactions.json"), lake=env["lake"], now=NOW
+    )
+    assert again.landed == 0 and again.still_quarantined >= 2  # still bad: still quarantined
     assert env["lake"].read("raw_transactions").column("txn_id").to_pylist() == ["T-1"]
     assert report.rows_in == 4 == report.rows_landed + report.records_quarantined
 
@@ -215,6 +223,7 @@ def test_quarantined_records_land_after_a_contract_fix(tmp_path: Path, env: dict
     rows = [
         ["C-1", "Ann Lee", "ann@x.test", "07700900001", "12345678", "retail", "2020-01-01", "L"],
         ["C-2", "Bo Chan", "bo@x.test", "07700900002", "87654321", "private", "2020-01-01", "Y"],
+        ["C-3", "Cy Dee", "cy@x.test", "07700900003", "11223344", "retail", "last week", "Z"],
     ]
     spec = _spec("raw_customers", sources)
     table = pa.table(
@@ -236,15 +245,15 @@ def test_quarantined_records_land_after_a_contract_fix(tmp_path: Path, env: dict
     )
     _run(spec, ListReader([SourceBatch(table, "b1", "crm/x.csv", {"n": 1})]), env)
     quarantine = env["lake"].read("quarantine_customers").to_pandas()
-    assert quarantine["record_id"].tolist() == ["C-2"]
-    record = json.loads(quarantine["record"].item())
+    assert sorted(quarantine["record_id"]) == ["C-2", "C-3"]
+    record = json.loads(quarantine.loc[quarantine["record_id"] == "C-2", "record"].item())
     assert record["email_token"].startswith("tok_") and "bo@x.test" not in quarantine.to_csv()
 
     # Unchanged contract: reprocessing changes nothing and duplicates nothing.
     contract = load_contract(EXPECTATIONS / "customers.json")
     same = reprocess_quarantine(spec, contract, lake=env["lake"], now=NOW)
-    assert same.records == 1 and same.landed == 0 and same.still_quarantined == 1
-    assert len(env["lake"].read("quarantine_customers")) == 1
+    assert same.records == 2 and same.landed == 0 and same.still_quarantined == 2
+    assert len(env["lake"].read("quarantine_customers")) == 2
 
     fixed = json.loads((EXPECTATIONS / "customers.json").read_text())
     for exp in fixed["expectations"]:
@@ -253,14 +262,12 @@ def test_quarantined_records_land_after_a_contract_fix(tmp_path: Path, env: dict
     fixed_path = tmp_path / "customers.json"
     fixed_path.write_text(json.dumps(fixed))
     done = reprocess_quarantine(spec, load_contract(fixed_path), lake=env["lake"], now=NOW)
-    assert done.landed == 1 and done.still_quarantined == 0
+    assert done.landed == 1 and done.still_quarantined == 1
     landed = latest_records(env["lake"].read("raw_customers").to_pandas(), "customer_id")
     assert sorted(landed["customer_id"]) == ["C-1", "C-2"]
-    assert not env["lake"].parts("quarantine_customers") or not len(
-        env["lake"].read("quarantine_customers")
-    )
+    assert env["lake"].read("quarantine_customers").column("record_id").to_pylist() == ["C-3"]
     again = reprocess_quarantine(spec, load_contract(fixed_path), lake=env["lake"], now=NOW)
-    assert again.landed == 0
+    assert again.landed == 0 and again.records == 1  # C-3 (bad date) is still quarantined
     assert len(latest_records(env["lake"].read("raw_customers").to_pandas(), "customer_id")) == 2
     assert len(env["lake"].read("raw_customers")) == 2
 
@@ -283,3 +290,47 @@ def test_no_raw_pii_value_reaches_any_parquet_file(tmp_path: Path, env: dict) ->
     )
     leaked = sorted(s for s in secrets if s and s in text)
     assert not leaked, leaked[:5]
+
+
+def test_reject_text_is_masked_before_it_is_cut(tmp_path: Path, env: dict) -> None:
+    spec = _spec("raw_routing_labels", tmp_path)  # no drop/tokenize rules: masked text is kept
+    raw = "x" * 495 + " mail jane.doe@bank.test card 4111 1111 1111 1111"
+    reject = Reject(record="line 9", rule="column_count", value=raw)
+    table = pa.table(
+        {
+            "email_id": ["E-1"],
+            "queue": ["cards"],
+            "priority": ["P2"],
+            "labelled_at": ["2026-11-10T10:00:00Z"],
+        }
+    )
+    _run(
+        spec, ListReader([SourceBatch(table, "b1", "labels.csv", {"n": 1}, rejects=[reject])]), env
+    )
+    stored = env["lake"].read("quarantine_routing_labels").column("value").to_pylist()[0]
+    assert "jane" not in stored and "4111" not in stored and len(stored) == 500
+
+
+def test_absent_json_key_is_a_null_not_a_schema_change(tmp_path: Path, env: dict) -> None:
+    spec = _spec("raw_helpdesk_tickets", tmp_path)
+    table = pa.table(
+        {
+            "id": ["T1", "T2"],
+            "customer_email": ["a@x.test", "b@x.test"],
+            "subject": ["hi", "card"],
+            "updated_at": ["2026-11-10T10:00:00Z"] * 2,
+        }
+    )
+    report = _run(spec, ListReader([SourceBatch(table, "b1", "api", {"n": 1})]), env)
+    assert report.rows_landed == 2 and report.drift.missing == []
+    assert env["lake"].read("raw_helpdesk_tickets").column("amount").null_count == 2
+
+
+def test_a_second_concurrent_run_of_a_connector_is_refused(tmp_path: Path, env: dict) -> None:
+    from aios_dagster.lib.connectors.cursors import ConnectorBusyError
+
+    spec = _spec("raw_routing_labels", tmp_path)
+    cursors: CursorStore = env["cursors"]
+    with cursors.exclusive(spec.name), pytest.raises(ConnectorBusyError, match="another run"):
+        _run(spec, ListReader([]), env)
+    assert _run(spec, ListReader([]), env).batches == 0  # free again afterwards

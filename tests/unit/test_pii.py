@@ -71,3 +71,11 @@ def test_signature_names_are_masked_even_without_a_known_sender() -> None:
     assert masked[2] == "Kind regards,\n[NAME]"
     assert masked[3] == "No sign-off here\nJacob Hill"  # no signature context: left as is
     assert masked[4] is None
+
+
+def test_a_number_tokenizes_like_its_digits() -> None:
+    from aios_dagster.lib.connectors.pii import PiiMasker
+
+    masker = PiiMasker(hmac_key="k")
+    assert masker.tokenize(4000123412341234) == masker.tokenize("4000123412341234")
+    assert masker.tokenize(float("nan")) is None and masker.tokenize("") is None

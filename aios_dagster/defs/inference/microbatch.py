@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aios_dagster.defs.inference.assets import DECISION_LOG, predictions_part
+from aios_dagster.defs.orchestration import PREDICTIONS_WRITER_TAG
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
@@ -126,6 +127,6 @@ def microbatch_job() -> Any:
         selection=dg.AssetSelection.groups("microbatch").upstream()
         - (dg.AssetSelection.groups("ingest") - dg.AssetSelection.assets("raw_emails")),
         executor_def=dg.in_process_executor,
-        tags={"aios/inference": "microbatch"},
+        tags={"aios/inference": "microbatch", PREDICTIONS_WRITER_TAG: "true"},
         description="Land new mail, refresh its features and score only emails not yet scored.",
     )

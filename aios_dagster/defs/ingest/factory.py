@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aios_dagster.lib.connectors.cursors import CursorStore
+from aios_dagster.lib.connectors.cursors import ConnectorBusyError, CursorStore
 from aios_dagster.lib.connectors.dedup import latest_records
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.pii import PiiMasker
@@ -70,6 +70,8 @@ def build_connector_asset(spec: ConnectorSpec) -> dg.AssetsDefinition:
             raise dg.RetryRequested(
                 max_retries=TRANSIENT_RETRIES, seconds_to_wait=TRANSIENT_RETRY_WAIT_S
             ) from exc
+        except ConnectorBusyError as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         except PermanentSourceError as exc:
             raise dg.Failure(
                 description=f"connector {spec.name}: {exc}",
@@ -93,7 +95,14 @@ def build_contract_check(spec: ConnectorSpec) -> dg.AssetChecksDefinition:
     )
     def _check(lake: LakeResource, contracts: ContractStore) -> dg.AssetCheckResult:
         contract = contracts.load(dataset)
-        landed = latest_records(lake.read(f"raw_{dataset}").to_pandas(), contract.record_id)
+        # Nothing landed yet (a new optional source, or every record quarantined): the
+        # contract still runs, on zero rows, and the quarantine rate decides.
+        raw = lake.read(f"raw_{dataset}").to_pandas() if lake.parts(f"raw_{dataset}") else None
+        landed = (
+            latest_records(raw, contract.record_id)
+            if raw is not None
+            else pd.DataFrame(columns=list(spec.schema_))
+        )
         quarantine_parts = lake.parts(quarantine_dataset(dataset))
         quarantined = (
             lake.read(quarantine_dataset(dataset)).to_pandas()

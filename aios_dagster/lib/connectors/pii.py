@@ -86,12 +86,12 @@ class PiiMasker(dg.ConfigurableResource):
 
     hmac_key: str
 
-    def tokenize(self, value: str | None) -> str | None:
-        if value is None or value == "":
+    def tokenize(self, value: object) -> str | None:
+        """HMAC token of a value's text (a number read from JSON tokenizes like its digits)."""
+        if value is None or value == "" or (isinstance(value, float) and value != value):
             return None
-        digest = hmac.new(
-            self.hmac_key.encode(), value.strip().lower().encode(), hashlib.sha256
-        ).hexdigest()
+        text = str(value).strip().lower()
+        digest = hmac.new(self.hmac_key.encode(), text.encode(), hashlib.sha256).hexdigest()
         return f"tok_{digest[:24]}"
 
     def tokenize_series(self, values: pd.Series) -> pd.Series:

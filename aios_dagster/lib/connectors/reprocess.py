@@ -8,12 +8,13 @@ quarantine with their current reasons, and records that never parsed (no JSON co
 bus message, a binary file) stay in quarantine as they were; those need the source fixed and the
 data re-delivered.
 
-Idempotent: each quarantine part is replaced by ``rp-<part>`` parts; running it twice lands
-nothing twice.
+Idempotent: each quarantine part is replaced by ``rp-<digest of its records>`` parts; running
+it twice lands nothing twice and never rewrites rows an earlier run landed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,11 +60,25 @@ def reprocess_quarantine(
         if rows.empty:
             continue
         report.parts += 1
-        stem = path.stem if path.stem.startswith("rp-") else f"rp-{path.stem}"
+        # Named after exactly the records it re-validates: running it again on what is still
+        # quarantined gets another name, so earlier re-landed rows are never overwritten.
+        keys = sorted(
+            f"{src}\0{off}" for src, off in zip(rows["source"], rows["offset"], strict=True)
+        )
+        digest = hashlib.sha1("\n".join(keys).encode(), usedforsecurity=False).hexdigest()[:20]
+        stem = f"rp-{digest}"
         new_part = f"ingest_date={day}/{stem}"
-        unparsed = rows[rows["record"].isna()]
-        parsed = rows[rows["record"].notna()].drop_duplicates(["source", "offset"])
-        report.unparsed += len(unparsed.drop_duplicates(["source", "offset"]))
+        # A re-landed record keeps its original ingest time: a newer copy that landed cleanly
+        # meanwhile must stay the newest for staging.
+        original = rows["ingested_at"].dropna()
+        ingested_at = str(original.max()) if len(original) else stamp
+        # Records that never parsed, or whose batch lacked a declared column, need the source
+        # fixed and re-delivered: they stay as they are.
+        stays = rows["record"].isna() | rows["rule"].str.startswith("schema_missing_column")
+        unparsed = rows[stays]
+        parsed = rows[~stays].drop_duplicates(["source", "offset"])
+        n_unparsed = len(unparsed.drop_duplicates(["source", "offset"]))
+        report.unparsed += n_unparsed
         report.records += len(parsed)
         records = pd.DataFrame([json.loads(r) for r in parsed["record"]])
         for column in spec.schema_:
@@ -100,14 +115,14 @@ def reprocess_quarantine(
             part=new_part,
             refs=[str(o) for o in parsed["offset"]],
             pre_quarantined=pre.reset_index(drop=True),
-            lineage={"batch_id": stem, "ingested_at": stamp},
+            lineage={"batch_id": stem, "ingested_at": ingested_at},
         )
         report.landed += landing.rows_landed
-        report.still_quarantined += landing.result.quarantined_records
+        # Re-validated records that failed again (type or contract), not the ones left as is.
+        report.still_quarantined += landing.records_quarantined - n_unparsed
         for rule, count in landing.result.summary().items():
             report.rules[rule] = report.rules.get(rule, 0) + count
         if lake.part_path(qdataset, new_part) != path:
             path.unlink()
-        lake.remove_stale_copies(f"raw_{spec.dataset}", new_part)
         lake.remove_stale_copies(qdataset, new_part)
     return report

@@ -15,6 +15,7 @@ is duplicated either.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from collections import Counter
 from collections.abc import Callable
@@ -47,6 +48,8 @@ from aios_dagster.lib.contracts.landing import (
 from aios_dagster.lib.contracts.runner import Contract
 
 MAX_VALUE_CHARS = 500
+SPARSE_KINDS = frozenset({"http", "nats"})
+"""Kinds whose records are JSON objects: a key absent from a whole batch is a null."""
 
 _READERS: dict[str, tuple[str, str, str]] = {
     "files": ("aios_dagster.lib.connectors.files_source", "FilesSourceConfig", "FilesReader"),
@@ -163,10 +166,25 @@ def _short_cursor(cursor: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def reject_value(spec: ConnectorSpec, value: str | None) -> str | None:
+    """What a reject keeps of the raw record: never PII.
+
+    Masked *then* truncated (cutting first splits an identifier so no detector matches it).
+    Where the connector drops or tokenizes columns, the raw text is withheld entirely: a
+    malformed row still holds those columns in clear (a name, an account number) and nothing
+    can tell which field is which; its length and digest identify it for the source owner.
+    """
+    if not value:
+        return None
+    if any(rule.action in ("drop", "tokenize") for rule in spec.pii.values()):
+        digest = hashlib.sha256(value.encode(errors="replace")).hexdigest()[:16]
+        return f"[withheld: {len(value)} chars, sha256 {digest}]"
+    return mask_text(value)[:MAX_VALUE_CHARS]
+
+
 def _reject_rows(
     spec: ConnectorSpec, batch: SourceBatch, rejects: list[Reject], ingested_at: str
 ) -> list[dict[str, Any]]:
-    # Raw values of unparseable records may hold PII: they are masked before being stored.
     return [
         {
             "dataset": spec.dataset,
@@ -174,7 +192,7 @@ def _reject_rows(
             "contract": "connector",
             "rule": r.rule,
             "column": None,
-            "value": mask_text(r.value[:MAX_VALUE_CHARS]) if r.value else None,
+            "value": reject_value(spec, r.value),
             "source": batch.source,
             "offset": r.record,
             "record": None,
@@ -198,24 +216,36 @@ def land_batch(
     """Land one batch (steps 1-3 of the module docstring); the caller saves the cursor."""
     stamp = ingested_at.isoformat()
     part = f"ingest_date={ingested_at.date().isoformat()}/{batch.batch_id}"
-    raw = batch.table.to_pandas()
+    # integer_object_nulls: an int column with a null stays 7, not 7.0 (ids, card numbers).
+    raw = batch.table.to_pandas(integer_object_nulls=True)
     refs = batch.row_refs or [f"{batch.batch_id}#{i}" for i in range(len(raw))]
     # A reject-only batch (an empty or binary file) has no columns: that is not schema drift.
     drift = detect_drift(list(raw.columns), spec.expected_source_columns) if len(raw) else None
     drift = drift or SchemaDrift()
+    if spec.kind in SPARSE_KINDS and drift.missing:
+        # A JSON message without an optional key is a null, not a changed schema: the
+        # contract decides whether that column may be null.
+        for column in drift.missing:
+            raw[column] = None
+        drift.missing = []
     masked, counts = apply_pii(raw, spec.pii, pii)
     cast, type_failures, retyped = conform(masked, spec.schema_)
     drift.merge(retyped)
     report.drift.merge(drift)
     report.pii_masked.update(counts)
 
+    # The quarantined copy of a record that failed its type or schema keeps the value that
+    # failed (masked, not cast to null), so re-processing sees what the source sent.
+    masked_declared = masked[[c for c in spec.schema_ if c in masked.columns]].reset_index(
+        drop=True
+    )
     pre = _reject_rows(spec, batch, batch.rejects, stamp)
     if drift.missing and len(cast):
         rule = f"schema_missing_column({','.join(drift.missing)})"
         bad_idx = set(range(len(cast)))
         pre += [
             {
-                **_quarantine_base(spec, batch, stamp, refs[i], cast, i, contract),
+                **_quarantine_base(spec, batch, stamp, refs[i], masked_declared, i, contract),
                 "rule": rule,
                 "column": drift.missing[0],
             }
@@ -225,7 +255,9 @@ def land_batch(
         bad_idx = {f.index for f in type_failures}
         pre += [
             {
-                **_quarantine_base(spec, batch, stamp, refs[f.index], cast, f.index, contract),
+                **_quarantine_base(
+                    spec, batch, stamp, refs[f.index], masked_declared, f.index, contract
+                ),
                 "rule": f.rule,
                 "column": f.column,
                 "value": f.value,
@@ -299,6 +331,21 @@ def run_connector(
     log: Any = None,
 ) -> ConnectorReport:
     """Land every batch after the saved cursor; the cursor advances after each durable write."""
+    with cursors.exclusive(spec.name):
+        return _run_locked(spec, reader, contract, lake, pii, cursors, now, max_batches, log)
+
+
+def _run_locked(
+    spec: ConnectorSpec,
+    reader: SourceReader,
+    contract: Contract,
+    lake: LakeResource,
+    pii: PiiMasker,
+    cursors: CursorStore,
+    now: Callable[[], datetime],
+    max_batches: int | None,
+    log: Any,
+) -> ConnectorReport:
     report = ConnectorReport(connector=spec.name, source=reader.describe())
     cursor = cursors.load(spec.name)
     report.cursor = cursor
