@@ -33,7 +33,7 @@ from aios_dagster.lib.warehouse import WarehouseResource
 class MicrobatchConfig(dg.Config):
     """How far back "new" reaches, and how much one run may take on."""
 
-    lookback_hours: int = 48
+    lookback_hours: int = 7 * 24  # late mail (an old Date header) is still new to us
     max_rows: int = 5_000
 
 

@@ -40,6 +40,7 @@ closed, which is the safe default (the first calls re-learn what is down).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -391,8 +392,15 @@ class _ShmPool:
         self._lock = threading.Lock()
         self._all: list[_ShmSlot] = []
         self._free: queue.SimpleQueue[_ShmSlot] = queue.SimpleQueue()
-        for _ in range(n_slots):  # one per worker thread up front; more only after failures
-            self._free.put(self._new_slot())
+        try:
+            for _ in range(n_slots):  # one per worker thread up front; more after failures
+                self._free.put(self._new_slot())
+        except BaseException:
+            # /dev/shm full or similar: unlink what was created before giving up.
+            for slot in self._all:
+                with contextlib.suppress(Exception):
+                    shm.destroy_shared_memory_region(slot.handle)
+            raise
 
     def _new_slot(self) -> _ShmSlot:
         with self._lock:
@@ -420,9 +428,12 @@ class _ShmPool:
             slots, self._all = self._all, []
         deadline = time.monotonic() + _SHM_RELEASE_WAIT_S
         for slot in slots:
-            for url in slot.registered:
-                _unregister(channels.get(url), slot.name, deadline)
-            shm.destroy_shared_memory_region(slot.handle)
+            # One slot failing to release must not leak the others.
+            with contextlib.suppress(Exception):
+                for url in slot.registered:
+                    _unregister(channels.get(url), slot.name, deadline)
+            with contextlib.suppress(Exception):
+                shm.destroy_shared_memory_region(slot.handle)
 
 
 class _Stopped(Exception):
