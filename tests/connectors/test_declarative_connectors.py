@@ -26,6 +26,7 @@ from aios_dagster.lib.connectors.dedup import latest_records
 from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.settings import Settings
 from tests.connectors.http_api import TicketApi
+from tests.postgres import scratch
 
 NATS_URL = "nats://127.0.0.1:4222"
 CARD_SUBJECT = "bank.cards.events"
@@ -190,20 +191,8 @@ def test_card_events_connector_acks_after_landing(
 @pytest.fixture
 def bank_schema() -> Iterator[str]:
     """A private schema in the real Postgres for one test's core-banking replica."""
-    import psycopg
-
-    schema = f"bank_{uuid.uuid4().hex[:10]}"
-    dsn = "postgresql://postgres@127.0.0.1:5432/test"
-    try:
-        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"create schema {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {dsn} unavailable: {exc}", pytrace=False)
-    try:
+    with scratch("schema", "bank") as schema:
         yield schema
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"drop schema {schema} cascade")
 
 
 def test_transactions_connector_reads_postgres_when_configured(

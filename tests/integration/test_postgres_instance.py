@@ -6,7 +6,6 @@ there fails here; only the Kubernetes run launcher is left out (no cluster in CI
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,24 +17,15 @@ import yaml
 from aios_dagster.definitions import build_definitions
 from aios_dagster.lib.generator import generate_reference_data
 from aios_dagster.settings import Settings
+from tests.postgres import scratch
 
 ROOT = Path(__file__).resolve().parents[2]
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
 def dagster_db() -> Iterator[str]:
-    name = f"aios_dagster_{uuid.uuid4().hex[:10]}"
-    try:
-        with psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"create database {name}")
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {ADMIN_DSN} unavailable: {exc}", pytrace=False)
-    try:
+    with scratch("database", "aios_dagster") as name:
         yield name
-    finally:
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(f"drop database if exists {name} with (force)")
 
 
 def test_runs_and_materialisations_are_stored_in_postgres(

@@ -15,6 +15,7 @@ is duplicated either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 from collections import Counter
@@ -331,26 +332,11 @@ def run_connector(
     log: Any = None,
 ) -> ConnectorReport:
     """Land every batch after the saved cursor; the cursor advances after each durable write."""
-    with cursors.exclusive(spec.name):
-        return _run_locked(spec, reader, contract, lake, pii, cursors, now, max_batches, log)
-
-
-def _run_locked(
-    spec: ConnectorSpec,
-    reader: SourceReader,
-    contract: Contract,
-    lake: LakeResource,
-    pii: PiiMasker,
-    cursors: CursorStore,
-    now: Callable[[], datetime],
-    max_batches: int | None,
-    log: Any,
-) -> ConnectorReport:
-    report = ConnectorReport(connector=spec.name, source=reader.describe())
-    cursor = cursors.load(spec.name)
-    report.cursor = cursor
-    batches = reader.batches(cursor)
-    try:
+    with cursors.exclusive(spec.name), contextlib.ExitStack() as stack:
+        report = ConnectorReport(connector=spec.name, source=reader.describe())
+        report.cursor = cursors.load(spec.name)
+        batches = reader.batches(report.cursor)
+        stack.callback(getattr(batches, "close", lambda: None))  # readers release on close
         for batch in batches:
             # A batch may only move the cursor (an empty last page): nothing to land or check.
             if batch.table.num_rows or batch.rejects:
@@ -369,10 +355,6 @@ def _run_locked(
                 )
             if max_batches is not None and report.batches >= max_batches:
                 break
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
     if report.drift.any and log is not None:
         log.warning(f"{spec.name}: schema drift in {report.source}: {report.drift.describe()}")
     return report
