@@ -334,3 +334,18 @@ def test_a_second_concurrent_run_of_a_connector_is_refused(tmp_path: Path, env: 
     with cursors.exclusive(spec.name), pytest.raises(ConnectorBusyError, match="another run"):
         _run(spec, ListReader([]), env)
     assert _run(spec, ListReader([]), env).batches == 0  # free again afterwards
+
+
+def test_int64_columns_keep_large_ids_exact() -> None:
+    import pandas as pd
+
+    from aios_dagster.lib.connectors.conform import conform
+
+    frame = pd.DataFrame({"n": ["9007199254740993", None, "3", "2.5", "x", 7]})
+    out, failures, _ = conform(frame, {"n": "int64"})
+    assert out["n"].iloc[0] == 9007199254740993  # 2**53 + 1: not rounded through float64
+    assert out["n"].iloc[1] is pd.NA
+    assert [(f.index, f.value, f.rule) for f in failures] == [
+        (3, "2.5", "type(n: int64)"),
+        (4, "x", "type(n: int64)"),
+    ]

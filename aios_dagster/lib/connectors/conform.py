@@ -100,6 +100,27 @@ def _as_list(value: Any) -> Any:
     return [str(value)]
 
 
+def _to_int(value: Any) -> int | None:
+    """An exact integer, or None for null and for anything that is not a whole number."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return int(value) if float(value).is_integer() else None
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() else None
+
+
 def _cast(series: pd.Series, kind: ColumnType) -> pd.Series:
     """Cast one column; values that cannot be cast become null (the caller compares nulls)."""
     if kind == "string" or kind == "date":
@@ -112,12 +133,12 @@ def _cast(series: pd.Series, kind: ColumnType) -> pd.Series:
             return None if isinstance(v, float) and np.isnan(v) else str(v)
 
         return series.map(to_text)
-    if kind in ("int64", "float64"):
-        numbers = pd.to_numeric(series, errors="coerce")
-        if kind == "int64":
-            whole = numbers.where(numbers.isna() | (numbers == numbers.round()))
-            return whole.astype("Int64")
-        return numbers.astype("float64")
+    if kind == "int64":
+        # Parsed value by value: through float64 (what to_numeric gives a column with a null)
+        # an id above 2**53 would silently change.
+        return pd.array([_to_int(v) for v in series], dtype="Int64")
+    if kind == "float64":
+        return pd.to_numeric(series, errors="coerce").astype("float64")
     if kind == "bool":
 
         def to_bool(v: Any) -> Any:
