@@ -28,6 +28,7 @@ from aios_dagster.lib.connectors.source import Cursor, Reject, SourceBatch
 from aios_dagster.lib.connectors.spec import ConnectorSpec, load_spec
 from aios_dagster.lib.contracts.runner import load_contract
 from aios_dagster.lib.generator import deliver_new_emails, generate_reference_data
+from aios_dagster.lib.generator.customers import CRM_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTATIONS = ROOT / "expectations"
@@ -226,23 +227,7 @@ def test_quarantined_records_land_after_a_contract_fix(tmp_path: Path, env: dict
         ["C-3", "Cy Dee", "cy@x.test", "07700900003", "11223344", "retail", "last week", "Z"],
     ]
     spec = _spec("raw_customers", sources)
-    table = pa.table(
-        {
-            c: [r[i] for r in rows]
-            for i, c in enumerate(
-                [
-                    "customer_id",
-                    "full_name",
-                    "email",
-                    "phone",
-                    "account_number",
-                    "segment",
-                    "joined_on",
-                    "city",
-                ]
-            )
-        }
-    )
+    table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(CRM_COLUMNS)})
     _run(spec, ListReader([SourceBatch(table, "b1", "crm/x.csv", {"n": 1})]), env)
     quarantine = env["lake"].read("quarantine_customers").to_pandas()
     assert sorted(quarantine["record_id"]) == ["C-2", "C-3"]
