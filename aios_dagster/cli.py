@@ -197,12 +197,14 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
     """Show a connector's quarantine by rule; with ``--reprocess``, validate it again."""
-    import pandas as pd
-
     from aios_dagster.defs.ingest.factory import connector_specs, settings_paths
     from aios_dagster.lib.connectors.lake import LakeResource
     from aios_dagster.lib.connectors.reprocess import reprocess_quarantine
-    from aios_dagster.lib.contracts.landing import quarantine_dataset
+    from aios_dagster.lib.contracts.landing import (
+        count_records,
+        quarantine_dataset,
+        read_quarantine,
+    )
     from aios_dagster.lib.contracts.store import ContractStore
 
     specs = {s.name: s for s in connector_specs(settings_paths(settings))}
@@ -215,10 +217,9 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
         contract = ContractStore(directory=str(settings.expectations_dir)).load(spec.contract)
         report = reprocess_quarantine(spec, contract, lake=lake)
         out["reprocessed"] = report.__dict__
-    parts = lake.parts(quarantine_dataset(spec.dataset))
-    rows = lake.read(quarantine_dataset(spec.dataset)).to_pandas() if parts else pd.DataFrame()
-    out["records"] = len(rows[["source", "offset"]].drop_duplicates()) if len(rows) else 0
-    out["by_rule"] = rows.groupby("rule").size().to_dict() if len(rows) else {}
+    rows = read_quarantine(lake, spec.dataset)
+    out["records"] = count_records(rows)
+    out["by_rule"] = rows.groupby("rule").size().to_dict()
     print(json.dumps(out, sort_keys=True, default=str))
     return out
 

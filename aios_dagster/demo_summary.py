@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from aios_dagster.lib.connectors.lake import LakeResource
+from aios_dagster.lib.contracts.landing import count_records, read_quarantine
 from aios_dagster.settings import Settings
 
 
@@ -12,14 +13,6 @@ def _landed(lake: LakeResource, dataset: str, record_id: str) -> int:
     """Distinct records landed (a record changed at the source is landed again)."""
     ids = lake.read(f"raw_{dataset}", columns=[record_id]).column(record_id)
     return len(set(ids.to_pylist()))
-
-
-def _quarantined(lake: LakeResource, dataset: str) -> int:
-    """Distinct quarantined records: one per source position (ids may be null)."""
-    if not lake.parts(f"quarantine_{dataset}"):
-        return 0
-    table = lake.read(f"quarantine_{dataset}", columns=["source", "offset"])
-    return len(set(zip(*(table.column(c).to_pylist() for c in ("source", "offset")), strict=True)))
 
 
 def summarize(settings: Settings, *, run_id: str) -> dict:
@@ -30,7 +23,7 @@ def summarize(settings: Settings, *, run_id: str) -> dict:
         "transactions": "txn_id",
         "routing_labels": "email_id",
     }
-    counts = {ds: _quarantined(lake, ds) for ds in ids}
+    counts = {ds: count_records(read_quarantine(lake, ds)) for ds in ids}
     landed = {ds: _landed(lake, ds, key) for ds, key in ids.items()}
     preds = lake.read("email_router_predictions")
     versions = sorted(set(preds.column("model_version").to_pylist()))

@@ -30,7 +30,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -40,11 +39,10 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
+from _served import served_model  # bench/ is the script's folder
 from tritonclient.utils import InferenceServerException
 
-from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
-from aios_dagster.lib.serving.model_repository import publish_linear_model
 from aios_dagster.lib.serving.triton import TritonResource
 
 MODEL_NAME = "bench_router"
@@ -189,45 +187,37 @@ def main(argv: list[str] | None = None) -> int:
     x = np.random.default_rng(7).normal(0.0, 1.5, size=(args.rows, args.features))
     x = np.ascontiguousarray(x, dtype=np.float32)
 
-    with tempfile.TemporaryDirectory(prefix="bench_triton_") as tmp:
-        repository = Path(tmp) / "repository"
-        repository.mkdir()
-        publish_linear_model(repository, MODEL_NAME, model, max_batch_size=BATCH_ROWS)
-        with LocalTritonServer(repository, Path(tmp) / "work") as server:
-            resource = TritonResource(
-                url=server.grpc_url, max_batch_rows=BATCH_ROWS, max_concurrency=CONCURRENCY
-            )
-            resource.wait_until_ready()
-            resource.load_model(MODEL_NAME)
-
-            ours, ours_all, ours_out = measure(
-                lambda: resource.infer(MODEL_NAME, x, output_names).outputs, args.rows, args.reps
-            )
-            plain, plain_all, plain_out = measure(
-                lambda: plain_loop(server.grpc_url, x, output_names), args.rows, args.reps
-            )
-            shm_resource = TritonResource(
-                url=server.grpc_url,
-                max_batch_rows=BATCH_ROWS,
-                max_concurrency=CONCURRENCY,
-                shared_memory=True,
-            )
-            ours_shm, ours_shm_all, ours_shm_out = measure(
-                lambda: shm_resource.infer(MODEL_NAME, x, output_names).outputs,
-                args.rows,
-                args.reps,
-            )
-            widths = list(HEADS.values())
-            shared, shared_all, shared_out = measure(
-                lambda: shm_concurrent(server.grpc_url, x, output_names, widths),
-                args.rows,
-                args.reps,
-            )
-            ceiling, ceiling_all, reference = measure(
-                lambda: {f"{k}_probs": v for k, v in model.predict_proba(x).items()},
-                args.rows,
-                args.reps,
-            )
+    with served_model(
+        model, MODEL_NAME, batch_rows=BATCH_ROWS, concurrency=CONCURRENCY, prefix="bench_triton_"
+    ) as (server, resource):
+        ours, ours_all, ours_out = measure(
+            lambda: resource.infer(MODEL_NAME, x, output_names).outputs, args.rows, args.reps
+        )
+        plain, plain_all, plain_out = measure(
+            lambda: plain_loop(server.grpc_url, x, output_names), args.rows, args.reps
+        )
+        shm_resource = TritonResource(
+            url=server.grpc_url,
+            max_batch_rows=BATCH_ROWS,
+            max_concurrency=CONCURRENCY,
+            shared_memory=True,
+        )
+        ours_shm, ours_shm_all, ours_shm_out = measure(
+            lambda: shm_resource.infer(MODEL_NAME, x, output_names).outputs,
+            args.rows,
+            args.reps,
+        )
+        widths = list(HEADS.values())
+        shared, shared_all, shared_out = measure(
+            lambda: shm_concurrent(server.grpc_url, x, output_names, widths),
+            args.rows,
+            args.reps,
+        )
+        ceiling, ceiling_all, reference = measure(
+            lambda: {f"{k}_probs": v for k, v in model.predict_proba(x).items()},
+            args.rows,
+            args.reps,
+        )
 
     expected = model.predict_proba(x)
     err_ours = check("triton_resource", ours_out, expected)

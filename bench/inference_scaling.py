@@ -28,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -106,10 +105,9 @@ def worker(rows: int, slice_rows: int, n_features: int, reps: int, min_rows: int
     Small sizes are repeated until ``min_rows`` rows were scored, so a 10k-row call is not a
     single 30 ms sample on a busy machine.
     """
-    from aios_dagster.lib.serving.launcher import LocalTritonServer
+    from _served import served_model  # bench/ is the script's folder
+
     from aios_dagster.lib.serving.linear_model import LinearHeadsModel
-    from aios_dagster.lib.serving.model_repository import publish_linear_model
-    from aios_dagster.lib.serving.triton import TritonResource
 
     model = LinearHeadsModel.random(n_features, HEADS, seed=SEED)
     output_names = [f"{head}_probs" for head in HEADS]
@@ -130,39 +128,32 @@ def worker(rows: int, slice_rows: int, n_features: int, reps: int, min_rows: int
             rates.append(rows / elapsed)
         return rates
 
-    with tempfile.TemporaryDirectory(prefix="bench_scaling_") as tmp:
-        repository = Path(tmp) / "repository"
-        repository.mkdir()
-        publish_linear_model(repository, MODEL_NAME, model, max_batch_size=BATCH_ROWS)
-        with LocalTritonServer(repository, Path(tmp) / "work") as server:
-            resource = TritonResource(
-                url=server.grpc_url, max_batch_rows=BATCH_ROWS, max_concurrency=CONCURRENCY
-            )
-            resource.wait_until_ready()
-            resource.load_model(MODEL_NAME)
-            warm = _slice(min(slice_rows, 10_000), -1, n_features)
-            resource.infer(MODEL_NAME, warm, output_names)
-            model.predict_proba(warm)
-            del warm
-            client_base_kib = _vm_kib("self", "VmRSS")
-            server_base_kib = _group_hwm_kib(server.pid or 0)
-            separate_peaks = _reset_peak()
+    with served_model(
+        model, MODEL_NAME, batch_rows=BATCH_ROWS, concurrency=CONCURRENCY, prefix="bench_scaling_"
+    ) as (server, resource):
+        warm = _slice(min(slice_rows, 10_000), -1, n_features)
+        resource.infer(MODEL_NAME, warm, output_names)
+        model.predict_proba(warm)
+        del warm
+        client_base_kib = _vm_kib("self", "VmRSS")
+        server_base_kib = _group_hwm_kib(server.pid or 0)
+        separate_peaks = _reset_peak()
 
-            def via_triton(x: np.ndarray, check: bool) -> None:
-                nonlocal worst
-                result = resource.infer(MODEL_NAME, x, output_names)
-                if check:  # a strided sample: the reference must not inflate this phase's peak
-                    sample = slice(None, None, max(1, x.shape[0] // 997))
-                    for head, probs in model.predict_proba(x[sample]).items():
-                        got = result.outputs[f"{head}_probs"]
-                        assert got.shape == (x.shape[0], probs.shape[1]), got.shape
-                        worst = max(worst, float(np.abs(got[sample] - probs).max()))
+        def via_triton(x: np.ndarray, check: bool) -> None:
+            nonlocal worst
+            result = resource.infer(MODEL_NAME, x, output_names)
+            if check:  # a strided sample: the reference must not inflate this phase's peak
+                sample = slice(None, None, max(1, x.shape[0] // 997))
+                for head, probs in model.predict_proba(x[sample]).items():
+                    got = result.outputs[f"{head}_probs"]
+                    assert got.shape == (x.shape[0], probs.shape[1]), got.shape
+                    worst = max(worst, float(np.abs(got[sample] - probs).max()))
 
-            wall_started = time.perf_counter()
-            triton_rates = passes(via_triton)
-            wall_s = time.perf_counter() - wall_started
-            client_triton_kib = _vm_kib("self", "VmHWM")
-            server_peak_kib = _group_hwm_kib(server.pid or 0)
+        wall_started = time.perf_counter()
+        triton_rates = passes(via_triton)
+        wall_s = time.perf_counter() - wall_started
+        client_triton_kib = _vm_kib("self", "VmHWM")
+        server_peak_kib = _group_hwm_kib(server.pid or 0)
     _reset_peak()
 
     def in_process(x: np.ndarray, _check: bool) -> None:

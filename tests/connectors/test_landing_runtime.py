@@ -306,7 +306,8 @@ def test_absent_json_key_is_a_null_not_a_schema_change(tmp_path: Path, env: dict
             "updated_at": ["2026-11-10T10:00:00Z"] * 2,
         }
     )
-    report = _run(spec, ListReader([SourceBatch(table, "b1", "api", {"n": 1})]), env)
+    batch = SourceBatch(table, "b1", "api", {"n": 1}, sparse=True)  # as http/nats set it
+    report = _run(spec, ListReader([batch]), env)
     assert report.rows_landed == 2 and report.drift.missing == []
     assert env["lake"].read("raw_helpdesk_tickets").column("amount").null_count == 2
 

@@ -20,7 +20,7 @@ from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.runtime import build_reader, run_connector
 from aios_dagster.lib.connectors.source import PermanentSourceError, TransientSourceError
 from aios_dagster.lib.connectors.spec import ConnectorSpec, load_specs
-from aios_dagster.lib.contracts.landing import quarantine_dataset
+from aios_dagster.lib.contracts.landing import count_records, read_quarantine
 from aios_dagster.lib.contracts.runner import validate_frame
 from aios_dagster.lib.contracts.store import ContractStore
 from aios_dagster.settings import Settings
@@ -103,15 +103,9 @@ def build_contract_check(spec: ConnectorSpec) -> dg.AssetChecksDefinition:
             if raw is not None
             else pd.DataFrame(columns=list(spec.schema_))
         )
-        quarantine_parts = lake.parts(quarantine_dataset(dataset))
-        quarantined = (
-            lake.read(quarantine_dataset(dataset)).to_pandas()
-            if quarantine_parts
-            else pd.DataFrame(columns=["rule", "source", "offset"])
-        )
+        quarantined = read_quarantine(lake, dataset)
         result = validate_frame(landed, contract, source=f"lake/raw_{dataset}")
-        # A record is one (source, offset): ids may be null, offsets within a source are not.
-        bad_records = len(quarantined[["source", "offset"]].drop_duplicates())
+        bad_records = count_records(quarantined)
         total = len(landed) + bad_records
         fraction = bad_records / total if total else 0.0
         failures = [o.rule for o in result.outcomes if not o.success]

@@ -570,6 +570,7 @@ class HttpReader:
             default=str,
         )
         batch = SourceBatch(
+            sparse=True,
             table=records_to_table(rows),
             batch_id=hashlib.sha256(identity.encode()).hexdigest()[:32],
             source=self._source,

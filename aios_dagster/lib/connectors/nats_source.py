@@ -419,6 +419,7 @@ class NatsReader:
         key = len(session.in_flight) + session.acked  # unique even if a batch_id repeats
         session.in_flight[key] = msgs
         return SourceBatch(
+            sparse=True,
             table=table,
             batch_id=batch_id,
             source=self._source,

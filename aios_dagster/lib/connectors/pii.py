@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -95,7 +96,17 @@ class PiiMasker(dg.ConfigurableResource):
         return f"tok_{digest[:24]}"
 
     def tokenize_series(self, values: pd.Series) -> pd.Series:
-        return values.map(self.tokenize, na_action="ignore")
+        """Tokens for a column, one HMAC per *distinct* value spread back by position.
+
+        Identifiers repeat (a customer's e-mail is on each of their transactions) and a token
+        depends on the value alone; nulls (``factorize``'s -1) stay exactly as they were.
+        """
+        codes, uniques = pd.factorize(values)
+        tokens = np.array([self.tokenize(v) for v in uniques], dtype=object)
+        out = values.to_numpy(dtype=object, copy=True)
+        present = codes >= 0
+        out[present] = tokens[codes[present]]
+        return pd.Series(out, index=values.index, dtype=object)
 
 
 def mask_names(texts: pd.Series, names: pd.Series) -> tuple[pd.Series, int]:

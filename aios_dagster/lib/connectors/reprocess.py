@@ -27,6 +27,7 @@ from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.spec import ConnectorSpec
 from aios_dagster.lib.contracts.landing import (
     QUARANTINE_SCHEMA,
+    count_records,
     land_with_contract,
     quarantine_dataset,
 )
@@ -77,7 +78,7 @@ def reprocess_quarantine(
         stays = rows["record"].isna() | rows["rule"].str.startswith("schema_missing_column")
         unparsed = rows[stays]
         parsed = rows[~stays].drop_duplicates(["source", "offset"])
-        n_unparsed = len(unparsed.drop_duplicates(["source", "offset"]))
+        n_unparsed = count_records(unparsed)
         report.unparsed += n_unparsed
         report.records += len(parsed)
         records = pd.DataFrame([json.loads(r) for r in parsed["record"]])

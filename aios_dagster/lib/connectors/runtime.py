@@ -49,8 +49,6 @@ from aios_dagster.lib.contracts.landing import (
 from aios_dagster.lib.contracts.runner import Contract
 
 MAX_VALUE_CHARS = 500
-SPARSE_KINDS = frozenset({"http", "nats"})
-"""Kinds whose records are JSON objects: a key absent from a whole batch is a null."""
 
 _READERS: dict[str, tuple[str, str, str]] = {
     "files": ("aios_dagster.lib.connectors.files_source", "FilesSourceConfig", "FilesReader"),
@@ -99,28 +97,13 @@ def apply_pii(
             continue
         if rule.action == "tokenize":
             assert rule.as_ is not None
-            frame[rule.as_] = _tokenize_distinct(masker, frame[column].astype(object))
+            frame[rule.as_] = masker.tokenize_series(frame[column].astype(object))
             counts["TOKENIZED"] += int(frame[column].notna().sum())
             if rule.as_ != column:
                 frame = frame.drop(columns=[column])
         elif rule.action == "drop":
             frame = frame.drop(columns=[column])
     return frame, {k: v for k, v in counts.items() if v}
-
-
-def _tokenize_distinct(masker: PiiMasker, values: pd.Series) -> pd.Series:
-    """``masker.tokenize_series(values)``, with one HMAC per distinct value instead of per row.
-
-    Identifiers repeat (a customer's e-mail is on each of their transactions) and the token is a
-    function of the value alone, so each distinct value is tokenized once and the tokens are
-    spread back by position; nulls (``factorize``'s -1) stay exactly as they were.
-    """
-    codes, uniques = pd.factorize(values)
-    tokens = masker.tokenize_series(pd.Series(uniques, dtype=object)).to_numpy(dtype=object)
-    out = values.to_numpy(dtype=object, copy=True)
-    present = codes >= 0
-    out[present] = tokens[codes[present]]
-    return pd.Series(out, index=values.index, dtype=object)
 
 
 @dataclass
@@ -223,7 +206,7 @@ def land_batch(
     # A reject-only batch (an empty or binary file) has no columns: that is not schema drift.
     drift = detect_drift(list(raw.columns), spec.expected_source_columns) if len(raw) else None
     drift = drift or SchemaDrift()
-    if spec.kind in SPARSE_KINDS and drift.missing:
+    if batch.sparse and drift.missing:
         # A JSON message without an optional key is a null, not a changed schema: the
         # contract decides whether that column may be null.
         for column in drift.missing:

@@ -75,6 +75,7 @@ class SourceBatch:
     rejects: list[Reject] = field(default_factory=list)
     ack: Callable[[], None] | None = None
     row_refs: list[str] | None = None  # per-row location in the source (file:line), optional
+    sparse: bool = False  # records are JSON objects: a key absent from the whole batch is a null
 
 
 class SourceReader(Protocol):

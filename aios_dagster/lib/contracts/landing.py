@@ -35,6 +35,20 @@ def quarantine_dataset(dataset: str) -> str:
     return f"quarantine_{dataset}"
 
 
+def count_records(quarantine: pd.DataFrame) -> int:
+    """Quarantined *records*, not rows: one per source position (a record breaking two rules
+    has two rows; ids may be null, offsets within a source are not)."""
+    return len(quarantine[["source", "offset"]].drop_duplicates()) if len(quarantine) else 0
+
+
+def read_quarantine(lake: LakeResource, dataset: str) -> pd.DataFrame:
+    """A dataset's whole quarantine (empty, with its columns, if nothing was ever quarantined)."""
+    name = quarantine_dataset(dataset)
+    if not lake.parts(name):
+        return pd.DataFrame(columns=QUARANTINE_SCHEMA.names)
+    return lake.read(name).to_pandas()
+
+
 def _jsonable(value: Any) -> Any:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -138,11 +152,7 @@ def land_with_contract(
         )
     else:
         lake.remove_part(quarantine_dataset(dataset), part)
-    pre_records = (
-        pre_quarantined[["source", "offset"]].drop_duplicates().shape[0]
-        if pre_quarantined is not None and len(pre_quarantined)
-        else 0
-    )
+    pre_records = count_records(pre_quarantined) if pre_quarantined is not None else 0
     return Landing(
         dataset=dataset,
         rows_in=len(frame) + pre_records,
