@@ -197,8 +197,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
     """Show a connector's quarantine by rule; with ``--reprocess``, validate it again."""
-    from aios_dagster.defs.ingest.factory import connector_specs, settings_paths
-    from aios_dagster.lib.connectors.lake import LakeResource
+    from aios_dagster.lib.connectors.definitions import connector_specs, settings_paths
     from aios_dagster.lib.connectors.reprocess import reprocess_quarantine
     from aios_dagster.lib.contracts.landing import (
         count_records,
@@ -206,6 +205,7 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
         read_quarantine,
     )
     from aios_dagster.lib.contracts.store import ContractStore
+    from aios_dagster.lib.lake import LakeResource
 
     specs = {s.name: s for s in connector_specs(settings_paths(settings))}
     if args.connector not in specs:

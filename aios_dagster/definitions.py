@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from aios_dagster.defs.features.assets import build_dbt_assets, email_text_features
-from aios_dagster.defs.inference.assets import build_prediction_asset
-from aios_dagster.defs.inference.microbatch import build_microbatch_asset, microbatch_job
-from aios_dagster.defs.inference.sinks import build_sink_assets
-from aios_dagster.defs.ingest.factory import connector_defs
-from aios_dagster.defs.models.assets import build_model_defs, catalog
-from aios_dagster.defs.monitoring.assets import build_drift_asset
-from aios_dagster.defs.orchestration import (
+from aios_dagster.lib.connectors.definitions import connector_defs
+from aios_dagster.lib.dbt import dbt_project
+from aios_dagster.lib.features.assets import build_dbt_assets, email_text_features
+from aios_dagster.lib.inference.microbatch import build_microbatch_asset, microbatch_job
+from aios_dagster.lib.inference.predictions import build_prediction_asset
+from aios_dagster.lib.inference.sinks import build_sink_assets
+from aios_dagster.lib.lifecycle.assets import build_model_defs, catalog
+from aios_dagster.lib.monitoring.assets import build_drift_asset
+from aios_dagster.lib.orchestration import (
     refresh_job,
     scoring_job,
     triage_job,
     triage_schedule,
 )
-from aios_dagster.lib.dbt import dbt_project
 from aios_dagster.resources import build_resources
 from aios_dagster.settings import Settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.contracts.landing import count_records, read_quarantine
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.settings import Settings
 
 

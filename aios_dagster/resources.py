@@ -14,9 +14,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from aios_dagster.lib.connectors.cursors import CursorStore
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.contracts.store import ContractStore
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.lifecycle.store import ModelStore
 from aios_dagster.lib.monitoring.store import ReportStore
 from aios_dagster.lib.serving.triton import TritonResource

@@ -359,8 +359,8 @@ class Work:
 
 def ours_factory(work: Work) -> Callable[[str], Any]:
     from aios_dagster.lib.connectors.cursors import CursorStore
-    from aios_dagster.lib.connectors.lake import LakeResource
     from aios_dagster.lib.connectors.runtime import build_reader, run_connector
+    from aios_dagster.lib.lake import LakeResource
 
     spec, contract, pii = work.connector()
 

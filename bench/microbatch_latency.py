@@ -61,9 +61,9 @@ from dagster._core.scheduler.instigation import InstigatorType
 
 from aios_dagster.cli import ensure_manifest, run_triage
 from aios_dagster.definitions import build_definitions
-from aios_dagster.defs.inference.assets import DECISION_LOG
 from aios_dagster.lib.contracts.landing import quarantine_dataset
 from aios_dagster.lib.generator import deliver_new_emails, generate_reference_data
+from aios_dagster.lib.inference.predictions import DECISION_LOG
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.settings import Settings
 

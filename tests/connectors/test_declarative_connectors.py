@@ -23,7 +23,7 @@ import pytest
 
 from aios_dagster.definitions import build_definitions
 from aios_dagster.lib.connectors.dedup import latest_records
-from aios_dagster.lib.connectors.lake import LakeResource
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.settings import Settings
 from tests.connectors.http_api import TicketApi
 from tests.postgres import scratch

@@ -19,7 +19,6 @@ import pytest
 
 from aios_dagster.lib.connectors.cursors import CursorStore
 from aios_dagster.lib.connectors.dedup import latest_records
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.mailbox_source import MailboxReader, MailboxSourceConfig
 from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.reprocess import reprocess_quarantine
@@ -29,6 +28,7 @@ from aios_dagster.lib.connectors.spec import ConnectorSpec, load_spec
 from aios_dagster.lib.contracts.runner import load_contract
 from aios_dagster.lib.generator import deliver_new_emails, generate_reference_data
 from aios_dagster.lib.generator.customers import CRM_COLUMNS
+from aios_dagster.lib.lake import LakeResource
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTATIONS = ROOT / "expectations"

@@ -25,8 +25,8 @@ import pytest
 
 from aios_dagster.cli import ensure_manifest, run_triage
 from aios_dagster.definitions import build_definitions
-from aios_dagster.defs.models.assets import catalog
 from aios_dagster.lib.inference.audit import decisions_for
+from aios_dagster.lib.lifecycle.assets import catalog
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from tests.integration.pipeline import PipelineRun, generate, settings_for

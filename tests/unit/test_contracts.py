@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.contracts.landing import land_with_contract
 from aios_dagster.lib.contracts.runner import (
     GREAT_EXPECTATIONS,
@@ -17,6 +16,7 @@ from aios_dagster.lib.contracts.runner import (
     load_contract,
     validate_frame,
 )
+from aios_dagster.lib.lake import LakeResource
 
 EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations"
 

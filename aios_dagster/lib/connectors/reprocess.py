@@ -23,7 +23,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from aios_dagster.lib.connectors.conform import arrow_schema, conform
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.spec import ConnectorSpec
 from aios_dagster.lib.contracts.landing import (
     QUARANTINE_SCHEMA,
@@ -32,6 +31,7 @@ from aios_dagster.lib.contracts.landing import (
     quarantine_dataset,
 )
 from aios_dagster.lib.contracts.runner import Contract
+from aios_dagster.lib.lake import LakeResource
 
 
 @dataclass

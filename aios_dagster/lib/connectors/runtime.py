@@ -30,7 +30,6 @@ from pydantic import BaseModel
 
 from aios_dagster.lib.connectors.conform import SchemaDrift, arrow_schema, conform, detect_drift
 from aios_dagster.lib.connectors.cursors import CursorStore
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.pii import (
     PiiMasker,
     mask_names,
@@ -47,6 +46,7 @@ from aios_dagster.lib.contracts.landing import (
     record_json,
 )
 from aios_dagster.lib.contracts.runner import Contract
+from aios_dagster.lib.lake import LakeResource
 
 MAX_VALUE_CHARS = 500
 

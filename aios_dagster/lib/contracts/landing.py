@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.contracts.runner import (
     QUARANTINE_COLUMNS,
     Contract,
     ContractResult,
     validate_frame,
 )
+from aios_dagster.lib.lake import LakeResource
 
 QUARANTINE_EXTRA = ("record", "batch_id", "ingested_at")
 QUARANTINE_SCHEMA = pa.schema([(c, pa.string()) for c in (*QUARANTINE_COLUMNS, *QUARANTINE_EXTRA)])

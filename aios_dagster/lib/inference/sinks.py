@@ -7,8 +7,8 @@ to the human-review queue with the reason. Each day is one part per sink, rewrit
 import dagster as dg
 import pyarrow.compute as pc
 
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.partitions import days_in
 
 SINK_COLUMNS = ("record_id", "decision", "model_name", "model_version", "policy", "scored_at")

@@ -15,7 +15,6 @@ import pandas as pd
 
 from aios_dagster.lib.connectors.cursors import ConnectorBusyError, CursorStore
 from aios_dagster.lib.connectors.dedup import latest_records
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.runtime import build_reader, run_connector
 from aios_dagster.lib.connectors.source import PermanentSourceError, TransientSourceError
@@ -23,9 +22,10 @@ from aios_dagster.lib.connectors.spec import ConnectorSpec, load_specs
 from aios_dagster.lib.contracts.landing import count_records, read_quarantine
 from aios_dagster.lib.contracts.runner import validate_frame
 from aios_dagster.lib.contracts.store import ContractStore
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.settings import Settings
 
-CONNECTORS_DIR = Path(__file__).resolve().parent / "connectors"
+CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "defs" / "ingest" / "connectors"
 TRANSIENT_RETRIES = 2
 TRANSIENT_RETRY_WAIT_S = 15
 

@@ -7,9 +7,9 @@ import pyarrow as pa
 from dagster_dbt import DbtCliResource, dbt_assets
 
 from aios_dagster.lib.connectors.dedup import latest_records
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.dbt import build_args, translator
 from aios_dagster.lib.features.text import TEXT_DIM, hash_text, vectors_to_arrow
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.warehouse import WarehouseResource
 
 

@@ -11,9 +11,9 @@ from datetime import date
 import dagster as dg
 import pyarrow.parquet as pq
 
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.partitions import days_in
 from aios_dagster.lib.serving.metrics import read_counters, summarize
 from aios_dagster.lib.serving.triton import TritonResource

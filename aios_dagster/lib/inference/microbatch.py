@@ -21,11 +21,11 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aios_dagster.defs.inference.assets import DECISION_LOG, predictions_part
-from aios_dagster.defs.orchestration import PREDICTIONS_WRITER_TAG
-from aios_dagster.lib.connectors.lake import LakeResource
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.inference.predictions import DECISION_LOG, predictions_part
+from aios_dagster.lib.lake import LakeResource
+from aios_dagster.lib.orchestration import PREDICTIONS_WRITER_TAG
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 

@@ -12,7 +12,7 @@ from aios_dagster.lib.serving.model_repository import publish_linear_model
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 
-CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "defs" / "models" / "catalog.yaml"
 
 
 def catalog(path: Path | None = None) -> dict[str, ModelSpec]:
