@@ -7,8 +7,9 @@ after the batch is durably written. Keeping that boundary is what makes the erro
 consistent across kinds:
 
 * ``TransientSourceError``: the system was briefly unavailable (connection refused, HTTP 5xx/429,
-  a timeout). Readers retry these themselves with backoff; if retries run out the run fails and
-  the next run resumes from the last durable cursor.
+  a timeout). Readers retry these through ``aios_dagster.lib.retry`` (one policy, bounded in
+  attempts and time); if retries run out the run fails and the next run resumes from the last
+  durable cursor. Nothing above the reader retries them again.
 * ``PermanentSourceError``: retrying cannot help (HTTP 4xx, an unreadable file, a schema the
   connector cannot map). The run fails naming the source, the record and the reason.
 * ``Reject``: one record is bad but the rest of the batch is fine (a bus message that is not
@@ -40,7 +41,18 @@ class SourceError(RuntimeError):
 
 
 class TransientSourceError(SourceError):
-    """Worth retrying: the source may answer next time (network, 5xx, 429, timeouts)."""
+    """Worth retrying: the source may answer next time (network, 5xx, 429, timeouts).
+
+    ``retry_after`` is the source's own hint (HTTP ``Retry-After``) in seconds: the retry
+    policy (``aios_dagster.lib.retry``) waits at least that long, or gives up at once when the
+    hint is longer than it may wait.
+    """
+
+    def __init__(
+        self, source: str, record: str | None, reason: str, *, retry_after: float | None = None
+    ) -> None:
+        super().__init__(source, record, reason)
+        self.retry_after = retry_after
 
 
 class PermanentSourceError(SourceError):
