@@ -16,7 +16,8 @@ Facts this encodes (see STACK-NOTES):
 * some shells start children with SIGTERM/SIGINT *ignored*, which would make ``terminate()`` a
   no-op, so the child resets both to the default before exec;
 * a busy port makes the server exit 1, so ports are picked free at start and the start is
-  retried with new ports;
+  retried with new ports, unless the caller fixed the ports (``make dev``: clients and runs
+  keep one URL), in which case a busy port is an error naming it;
 * the Python backend keeps each model instance's tensors in a POSIX shared-memory region
   (``/dev/shm``, 1 MiB and up) that only a graceful shutdown removes; a killed server leaves
   them behind, in RAM. Each server gets its own region prefix, and whatever carries that
@@ -106,6 +107,44 @@ def _remove_backend_shm(prefix: str) -> None:
             path.unlink()
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of a process group (Linux ``/proc``), leader included if not reaped."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Fields after the parenthesised command name: state, ppid, pgrp, ...
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _is_triton_process(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        return b"tritonserver" in cmdline or b"triton_python_backend_stub" in cmdline
+    return False
+
+
+def kill_leftovers(pgid: int, shm_prefix: str, timeout_s: float = 10.0) -> list[int]:
+    """Kill what is left of a server that died uncleanly; return the pids killed.
+
+    A server killed on its own (``kill -9 <pid>``, the OOM killer) leaves its Python backend
+    stubs running, re-parented to init, each holding a ``/dev/shm`` region. Only processes of
+    the server's group that are Triton binaries are touched, so a recycled group id of some
+    other program is left alone. The regions with the server's prefix go once the stubs do.
+    """
+    victims = [pid for pid in _group_members(pgid) if _is_triton_process(pid)]
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while any(pid in _group_members(pgid) for pid in victims) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _remove_backend_shm(shm_prefix)
+    return victims
+
+
 def _finalize_process(process: subprocess.Popen[bytes], shm_prefix: str) -> None:
     """Last-resort cleanup when a started server object is garbage collected or at exit."""
     if process.poll() is None:
@@ -132,7 +171,11 @@ class LocalTritonServer:
         startup_timeout_s: float = 60.0,
         log_verbose: int = 0,
         stop_timeout_s: float = 15.0,
+        ports: tuple[int, int, int] | None = None,
     ) -> None:
+        """``ports`` (http, grpc, metrics) fixes the addresses for good; default: free ports."""
+        if ports is not None and len(set(ports)) != 3:
+            raise ValueError(f"Triton needs three different ports (http, grpc, metrics): {ports}")
         self.model_repository = Path(model_repository).resolve()
         self.work_dir = Path(work_dir).resolve()
         self.startup_timeout_s = startup_timeout_s
@@ -141,7 +184,8 @@ class LocalTritonServer:
         self.log_path = self.work_dir / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
-        self._ports: tuple[int, int, int] | None = None
+        self._ports: tuple[int, int, int] | None = ports
+        self._fixed_ports = ports is not None
         # Unique per server object, so cleaning up after a crash never touches another server.
         self._shm_prefix = f"aios_triton_pb_{uuid.uuid4().hex[:12]}_"
 
@@ -167,8 +211,20 @@ class LocalTritonServer:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    @property
+    def shm_prefix(self) -> str:
+        """Prefix of the Python backend's ``/dev/shm`` regions of this server."""
+        return self._shm_prefix
+
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has died (reaping it), else None.
+
+        Negative for a signal (``-9`` after ``kill -9``), as in ``subprocess``.
+        """
+        return None if self._process is None else self._process.poll()
 
     # -- start -------------------------------------------------------------------------------
     def _backend_directory(self, root: Path) -> Path:
@@ -308,6 +364,12 @@ class LocalTritonServer:
             self.stop()
             port_busy = any(marker in tail.lower() for marker in _PORT_BUSY_MARKERS)
             crashed = code is not None and code < 0  # killed by a signal, e.g. SIGABRT
+            if port_busy and self._fixed_ports:
+                raise TritonStartError(
+                    f"tritonserver could not bind its fixed ports {ports} (http, grpc, metrics): "
+                    f"one is in use by another process; free it or choose other ports. Last log "
+                    f"lines from {self.log_path}:\n{tail}"
+                )
             if attempt < _START_ATTEMPTS and (port_busy or crashed):
                 reuse = reuse and not port_busy  # keep the addresses unless they are taken
                 continue
