@@ -1,10 +1,15 @@
-"""The ``aios-dagster`` command: generate data, run local Triton, run the demo, serve the UI."""
+"""The ``aios-dagster`` command: generate data, run local Triton, run the demo, serve the UI.
+
+Commands find the project's data folder the same way from any working directory
+(``find_data_dir``), and the ones that only read never create anything.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -17,20 +22,44 @@ from typing import Any
 
 from aios_dagster.settings import Settings
 
+DESCRIPTION = (
+    "Generate the reference data, run the triage demo end to end, serve the Dagster UI with a "
+    "supervised local Triton, and explain or reprocess what the pipelines decided. The data "
+    "folder is $AIOS_DATA_DIR, else ./data of the checkout this package runs from."
+)
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+class CliError(Exception):
+    """A mistake the user can fix; printed as one line, without a traceback."""
+
+
+def find_data_dir(environ: dict[str, str], *, create: bool) -> Path:
+    """The project's data folder, whatever the current directory.
+
+    ``AIOS_DATA_DIR`` when set; otherwise ``data/`` of the checkout (``AIOS_PROJECT_DIR`` or
+    the folder holding this package) if it exists, or, for commands that write (``create``),
+    if that folder is a checkout at all. An installed package has no checkout to fall back
+    on, and guessing the current directory is how a stray ``./data`` used to appear.
+    """
+    if environ.get("AIOS_DATA_DIR"):
+        return Path(environ["AIOS_DATA_DIR"]).expanduser().resolve()
+    project = Path(environ.get("AIOS_PROJECT_DIR") or _PACKAGE_PARENT).expanduser().resolve()
+    candidate = project / "data"
+    if candidate.is_dir() or (create and (project / "pyproject.toml").is_file()):
+        return candidate
+    raise CliError(
+        f"no data folder: {candidate} does not exist; set AIOS_DATA_DIR to the project's data "
+        f"folder (or run `make demo` in the checkout to create it)"
+    )
+
 
 def _prepare_env(settings: Settings) -> None:
-    """Process-wide settings for this command only: instance home and analytics opt-outs."""
+    """Process-wide settings for commands that run Dagster: instance home, analytics opt-outs."""
     from aios_dagster.instance import ensure_instance_home
 
     os.environ["AIOS_DATA_DIR"] = str(settings.data_dir)
     os.environ["DAGSTER_HOME"] = str(ensure_instance_home(settings.dagster_home))
-    for key, value in {
-        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "GX_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "DAGSTER_DISABLE_TELEMETRY": "true",
-    }.items():
-        os.environ.setdefault(key, value)
 
 
 def ensure_manifest(settings: Settings) -> Path:
@@ -148,22 +177,32 @@ def _default_signals() -> None:
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
-    """Local Triton plus ``dagster dev`` on 127.0.0.1, both stopped together."""
-    from aios_dagster.lib.serving.launcher import LocalTritonServer
+    """Supervised local Triton plus ``dagster dev`` on 127.0.0.1, both stopped together.
+
+    Triton keeps fixed ports, so the URL the code location reads from the environment stays
+    right across Triton restarts and across ``make dev`` restarts.
+    """
+    from aios_dagster.lib.serving.supervisor import TritonSupervisor
 
     _exit_on_signals()
     ensure_manifest(settings)
     settings.model_repository.mkdir(parents=True, exist_ok=True)
-    with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
+    ports = (args.triton_http_port, args.triton_grpc_port, args.triton_metrics_port)
+    with TritonSupervisor(
+        settings.model_repository,
+        settings.triton_work_dir,
+        ports,
+        max_restarts=args.triton_max_restarts,
+    ) as triton:
         # The venv's bin first: `dagster dev` re-parses dbt with the `dbt` it finds on PATH.
         path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         env = {
             **os.environ,
-            "AIOS_TRITON_GRPC_URL": server.grpc_url,
-            "AIOS_TRITON_METRICS_URL": server.metrics_url,
+            "AIOS_TRITON_GRPC_URL": triton.grpc_url,
+            "AIOS_TRITON_METRICS_URL": triton.metrics_url,
             "PATH": path,
         }
-        print(f"Triton on {server.grpc_url} (gRPC); Dagster UI on http://127.0.0.1:{args.port}")
+        print(f"Triton on {triton.grpc_url} (gRPC); Dagster UI on http://127.0.0.1:{args.port}")
         cmd = [
             str(Path(sys.executable).with_name("dagster")),
             "dev",
@@ -188,7 +227,10 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:
     from aios_dagster.lib.inference.audit import decisions_for, explain
 
-    decisions = decisions_for(settings.lake_dir / "decision_log", args.record_id)
+    try:
+        decisions = decisions_for(settings.lake_dir / "decision_log", args.record_id)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
     if not decisions:
         raise SystemExit(f"no decision logged for {args.record_id}")
     for decision in decisions if args.all else decisions[-1:]:
@@ -197,7 +239,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:
 
 def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
     """Show a connector's quarantine by rule; with ``--reprocess``, validate it again."""
-    from aios_dagster.lib.connectors.definitions import connector_specs, settings_paths
+    from aios_dagster.lib.connectors.component import connector_specs
     from aios_dagster.lib.connectors.reprocess import reprocess_quarantine
     from aios_dagster.lib.contracts.landing import (
         count_records,
@@ -207,7 +249,7 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
     from aios_dagster.lib.contracts.store import ContractStore
     from aios_dagster.lib.lake import LakeResource
 
-    specs = {s.name: s for s in connector_specs(settings_paths(settings))}
+    specs = {s.name: s for s in connector_specs(settings)}
     if args.connector not in specs:
         raise SystemExit(f"unknown connector {args.connector!r}; known: {sorted(specs)}")
     spec = specs[args.connector]
@@ -224,32 +266,110 @@ def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="aios-dagster", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("generate", "demo"):
-        p = sub.add_parser(name)
-        p.add_argument("--seed", type=int, default=7)
-        p.add_argument("--emails-per-week", type=int, default=10_000)
-        p.add_argument("--weeks", type=int, default=2)
-        p.add_argument("--customers", type=int, default=2_500)
-        p.add_argument("--drift", action="store_true", help="inject a fraud wave in the last week")
-        p.add_argument("--no-bad-records", action="store_true")
-    dev = sub.add_parser("dev")
-    dev.add_argument("--port", type=int, default=3000)
-    why = sub.add_parser("explain", help="why was this email routed where it was")
-    why.add_argument("record_id")
+def _add_generate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=7, help="random seed; same seed, same data")
+    p.add_argument("--emails-per-week", type=int, default=10_000, help="emails generated per week")
+    p.add_argument("--weeks", type=int, default=2, help="weeks of history to generate")
+    p.add_argument("--customers", type=int, default=2_500, help="customers in the CRM export")
+    p.add_argument("--drift", action="store_true", help="inject a fraud wave in the last week")
+    p.add_argument(
+        "--no-bad-records",
+        action="store_true",
+        help="leave out the malformed records that exercise the quarantine",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="aios-dagster", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    gen = sub.add_parser(
+        "generate",
+        help="write the reference source systems (mailbox, CRM, bank, labels)",
+        description="Write the generated source systems into <data>/sources.",
+        formatter_class=fmt,
+    )
+    _add_generate_options(gen)
+    demo = sub.add_parser(
+        "demo",
+        help="regenerate the data and run the whole triage job on a local Triton",
+        description="Regenerate the sources, start a local Triton, run triage_job over the "
+        "current week and print a summary. Earlier lake, cursors and warehouse are removed.",
+        formatter_class=fmt,
+    )
+    _add_generate_options(demo)
+    dev = sub.add_parser(
+        "dev",
+        help="serve the Dagster UI with a supervised local Triton",
+        description="Start Triton (restarted on the same ports if it dies) and `dagster dev`; "
+        "Ctrl-C stops both.",
+        formatter_class=fmt,
+    )
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    dev.add_argument("--triton-http-port", type=int, default=8000, help="Triton HTTP port")
+    dev.add_argument(
+        "--triton-grpc-port",
+        type=int,
+        default=8001,
+        help="Triton gRPC port, passed to Dagster as AIOS_TRITON_GRPC_URL",
+    )
+    dev.add_argument(
+        "--triton-metrics-port",
+        type=int,
+        default=8002,
+        help="Triton metrics port, passed to Dagster as AIOS_TRITON_METRICS_URL",
+    )
+    dev.add_argument(
+        "--triton-max-restarts",
+        type=int,
+        default=5,
+        help="restarts of a dying Triton allowed within 10 minutes before giving up",
+    )
+    why = sub.add_parser(
+        "explain",
+        help="why was this email routed where it was",
+        description="Print the decision logged for an email: route, confidence, policy, model.",
+        formatter_class=fmt,
+    )
+    why.add_argument("record_id", help="the email's record id, as in the decision log")
     why.add_argument("--all", action="store_true", help="every logged decision, not the latest")
     quarantine = sub.add_parser(
-        "quarantine", help="a connector's quarantined records; --reprocess after a fix"
+        "quarantine",
+        help="a connector's quarantined records; --reprocess after a fix",
+        description="Count a connector's quarantined records by rule (read-only), or validate "
+        "them again with --reprocess and land those that now pass.",
+        formatter_class=fmt,
     )
     quarantine.add_argument("connector", help="connector name, e.g. raw_customers")
     quarantine.add_argument(
         "--reprocess", action="store_true", help="validate quarantined records again, land passes"
     )
-    args = parser.parse_args(argv)
-    settings = Settings.from_env()
-    _prepare_env(settings)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        _run(args)
+    except CliError as exc:
+        raise SystemExit(f"aios-dagster {args.command}: {exc}") from None
+
+
+def _run(args: argparse.Namespace) -> None:
+    writes = args.command in ("generate", "demo", "dev") or getattr(args, "reprocess", False)
+    env = dict(os.environ)
+    env["AIOS_DATA_DIR"] = str(find_data_dir(env, create=writes))
+    settings = Settings.from_env(env)
+    for key, value in {
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "DAGSTER_DISABLE_TELEMETRY": "true",
+    }.items():
+        os.environ.setdefault(key, value)
+    if args.command in ("demo", "dev"):
+        _prepare_env(settings)
+        _log_to_stderr()
     if args.command == "generate":
         print(json.dumps(cmd_generate(args, settings), sort_keys=True))
     elif args.command == "demo":
@@ -260,3 +380,12 @@ def main(argv: list[str] | None = None) -> None:
         cmd_explain(args, settings)
     elif args.command == "quarantine":
         cmd_quarantine(args, settings)
+
+
+def _log_to_stderr() -> None:
+    """The package's log lines (Triton deaths and restarts) on the terminal running the command."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("aios_dagster")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

@@ -8,6 +8,9 @@ no side effects and tests can point everything at a temporary folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -60,7 +63,6 @@ class Settings:
                 key: env[var]
                 for key, var in (
                     ("project_dir", "AIOS_PROJECT_DIR"),
-                    ("model_catalog", "AIOS_MODEL_CATALOG"),
                 )
                 if var in env
             },
@@ -128,10 +130,14 @@ class Settings:
         return Path(self.extra.get("project_dir", _PACKAGE_PARENT))
 
     @property
-    def model_catalog(self) -> Path | None:
-        """A model catalog file replacing the packaged one (``AIOS_MODEL_CATALOG``), if set."""
-        path = self.extra.get("model_catalog")
-        return Path(path) if path else None
+    def connectors_dir(self) -> Path:
+        """Where the connector Components are declared (``<name>/defs.yaml`` each)."""
+        return Path(_PACKAGE_DIR) / "defs" / "ingest"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where the model Components are declared (``<name>/defs.yaml`` each)."""
+        return Path(_PACKAGE_DIR) / "defs" / "models"
 
     @property
     def expectations_dir(self) -> Path:
@@ -142,7 +148,25 @@ class Settings:
         return self.project_dir / "dbt_project"
 
 
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_ACTIVE: ContextVar[Settings | None] = ContextVar("aios_settings", default=None)
+
+
+def current_settings() -> Settings:
+    """The settings the definitions are being built with: those given to ``active_settings``
+    (a test or ``build_definitions`` with explicit settings), else the environment's."""
+    return _ACTIVE.get() or Settings.from_env()
+
+
+@contextmanager
+def active_settings(settings: Settings) -> Iterator[Settings]:
+    """Make ``settings`` what Components see while the defs folder loads."""
+    token = _ACTIVE.set(settings)
+    try:
+        yield settings
+    finally:
+        _ACTIVE.reset(token)
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 

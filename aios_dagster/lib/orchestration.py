@@ -1,13 +1,20 @@
-"""Jobs, schedules and sensors that run the reference workflow."""
+"""Jobs and schedules that run the reference workflow, and the partitions they share."""
 
 from typing import Any
 
 import dagster as dg
 
+from aios_dagster.settings import Settings
+
 PREDICTIONS_WRITER_TAG = "aios/writes-predictions"
 """Runs that write the predictions dataset carry this tag; the run coordinator admits one at a
 time (deploy/dagster.yaml): a daily run replacing a day's parts while a micro-batch run adds to
 that day would leave an email with two current predictions."""
+
+
+def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
+    """One partition per day of email, from the first day of the reference data."""
+    return dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat())
 
 
 def triage_job(partitions: dg.DailyPartitionsDefinition) -> Any:

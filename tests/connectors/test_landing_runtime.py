@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from aios_dagster.lib.connectors.component import load_connector
 from aios_dagster.lib.connectors.cursors import CursorStore
 from aios_dagster.lib.connectors.dedup import latest_records
 from aios_dagster.lib.connectors.mailbox_source import MailboxReader, MailboxSourceConfig
@@ -24,7 +25,7 @@ from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.reprocess import reprocess_quarantine
 from aios_dagster.lib.connectors.runtime import run_connector
 from aios_dagster.lib.connectors.source import Cursor, Reject, SourceBatch
-from aios_dagster.lib.connectors.spec import ConnectorSpec, load_spec
+from aios_dagster.lib.connectors.spec import ConnectorSpec
 from aios_dagster.lib.contracts.runner import load_contract
 from aios_dagster.lib.generator import deliver_new_emails, generate_reference_data
 from aios_dagster.lib.generator.customers import CRM_COLUMNS
@@ -32,7 +33,7 @@ from aios_dagster.lib.lake import LakeResource
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPECTATIONS = ROOT / "expectations"
-CONNECTORS = ROOT / "aios_dagster" / "defs" / "ingest" / "connectors"
+CONNECTORS = ROOT / "aios_dagster" / "defs" / "ingest"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
@@ -62,7 +63,7 @@ def env(tmp_path: Path) -> dict:
 
 
 def _spec(name: str, sources: Path) -> ConnectorSpec:
-    return load_spec(CONNECTORS / f"{name}.yaml", {"sources_dir": str(sources)})
+    return load_connector(CONNECTORS / name / "defs.yaml", {"sources_dir": str(sources)})
 
 
 def _mailbox(spec: ConnectorSpec, batch_files: int = 40) -> MailboxReader:

@@ -109,9 +109,9 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
         "email_router_routed_tickets",
         "email_router_review_queue",
     }
-    assert [s.name for s in defs.schedules or []] == [
-        "triage_job_schedule",
+    assert sorted(s.name for s in defs.schedules or []) == [
         "raw_transactions_schedule",
+        "triage_job_schedule",
     ]
     assert sorted(s.name for s in defs.sensors or []) == [
         "raw_customers_sensor",
@@ -140,7 +140,8 @@ def test_connectors_are_declared_in_yaml_with_kinds_and_owners(defs: dg.Definiti
         node = graph.get(dg.AssetKey(name))
         assert {kind, "parquet"} <= set(node.kinds), name
         assert owner in node.owners, name
-        assert f"{name}.yaml" in (node.description or ""), name  # says where it is declared
+        # says where it is declared
+        assert f"defs/ingest/{name}/defs.yaml" in (node.description or ""), name
 
 
 def test_optional_connectors_appear_only_when_their_system_is_configured(
@@ -174,24 +175,29 @@ def test_importing_definitions_writes_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_second_model_is_yaml_only(tmp_path: Path) -> None:
-    """Declaring another model in the catalog adds its whole lifecycle, with no Python."""
+def test_a_second_model_is_yaml_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another folder with a model ``defs.yaml`` adds that model's whole lifecycle, no Python."""
     import yaml
 
-    packaged = Path(__file__).resolve().parents[2] / "aios_dagster/defs/models/catalog.yaml"
-    data = yaml.safe_load(packaged.read_text())
-    lite = dict(data["models"]["email_router"])
-    lite["triton_model"] = "email_router_lite"
+    packaged = Path(__file__).resolve().parents[2] / "aios_dagster/defs/models/email_router"
+    doc = yaml.safe_load((packaged / "defs.yaml").read_text())
+    lite = doc["attributes"]
+    lite["name"] = lite["triton_model"] = "email_router_lite"
     lite["inputs"] = {"numeric": ["tenure_years", "txn_count_30d"], "vectors": ["text_vec"]}
     lite["policy"] = {**lite["policy"], "name": "lite-v1", "min_confidence": 0.7}
-    data["models"]["email_router_lite"] = lite
-    path = tmp_path / "catalog.yaml"
-    path.write_text(yaml.safe_dump(data))
-    defs = build_definitions(
-        Settings.from_env(
-            {"AIOS_DATA_DIR": str(tmp_path / "data"), "AIOS_MODEL_CATALOG": str(path)}
-        )
-    )
+    package = tmp_path / "extra_models"
+    (package / "defs" / "email_router_lite").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "defs" / "__init__.py").write_text("")
+    (package / "defs" / "email_router_lite" / "defs.yaml").write_text(yaml.safe_dump(doc))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    loaded = dg.load_defs(importlib.import_module("extra_models.defs"), project_root=tmp_path)
+    # only one Definitions may carry a component tree: take the loaded objects
+    extra = dg.Definitions(assets=loaded.assets, asset_checks=loaded.asset_checks)
+    base = build_definitions(Settings.from_env({"AIOS_DATA_DIR": str(tmp_path / "data")}))
+    defs = dg.Definitions.merge(base, extra)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     for suffix in ("candidate", "published", "predictions", "microbatch", "feature_drift"):
         assert {f"email_router_{suffix}", f"email_router_lite_{suffix}"} <= keys

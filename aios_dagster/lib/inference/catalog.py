@@ -1,18 +1,27 @@
 """The model catalog: which feature columns feed which Triton tensor, and the decision policy.
 
-Declared in YAML (one entry per model) so adding a model or changing its threshold is a reviewed
-config change, not code. The catalog is the single source of the feature order used by training,
-Triton requests and in-process reference scoring alike.
+Declared in YAML (one ``defs/models/<name>/defs.yaml`` per model) so adding a model or changing
+its threshold is a reviewed config change, not code. The declaration is the single source of the
+feature order used by training, Triton requests and in-process reference scoring alike.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aios_dagster.lib.features.text import arrow_to_vectors
 
@@ -79,28 +88,125 @@ class ModelSpec:
         return matrix, tuple(names)
 
 
-def load_catalog(path: Path) -> dict[str, ModelSpec]:
-    data = yaml.safe_load(path.read_text())
-    specs: dict[str, ModelSpec] = {}
-    for name, m in data["models"].items():
-        policy = m["policy"]
-        specs[name] = ModelSpec(
-            name=name,
-            triton_model=m.get("triton_model", name),
-            feature_table=m["feature_table"],
-            training_table=m["training_table"],
-            id_column=m["id_column"],
-            time_column=m["time_column"],
-            numeric_features=tuple(m["inputs"]["numeric"]),
-            vector_features=tuple(m["inputs"].get("vectors", [])),
-            heads=tuple(HeadSpec(h, spec["label_column"]) for h, spec in m["heads"].items()),
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_TENSOR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _unit_interval(field: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{field} must be between 0 and 1, not {value}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputsConfig(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    vectors: list[str] = Field(default_factory=list)
+
+
+class HeadConfig(_Strict):
+    label_column: str
+
+
+class PolicyConfig(_Strict):
+    name: str
+    min_confidence: float
+    review_queue: str
+
+    @field_validator("min_confidence")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        return _unit_interval("min_confidence", value)
+
+
+class GateConfig(_Strict):
+    min_holdout_accuracy: float
+
+    @field_validator("min_holdout_accuracy")
+    @classmethod
+    def _share(cls, value: float) -> float:
+        return _unit_interval("min_holdout_accuracy", value)
+
+
+class ModelConfig(_Strict):
+    """A model as declared in YAML (``defs/models/<name>/defs.yaml``), validated on load so a
+    typo fails when the code location loads, naming the file and the field."""
+
+    name: str
+    triton_model: str | None = None
+    feature_table: str
+    training_table: str
+    id_column: str
+    time_column: str
+    input_tensor: str = "features"
+    max_batch_size: int = 1024
+    inputs: InputsConfig
+    heads: dict[str, HeadConfig]
+    policy: PolicyConfig
+    gate: GateConfig
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        if not _NAME.match(self.name):
+            raise ValueError(f"name {self.name!r} must be snake_case")
+        if not _TENSOR.match(self.input_tensor):
+            raise ValueError(f"input_tensor {self.input_tensor!r} is not a valid tensor name")
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, not {self.max_batch_size}")
+        if not self.heads:
+            raise ValueError("heads: declare at least one output head")
+        if not self.inputs.numeric and not self.inputs.vectors:
+            raise ValueError("inputs: declare at least one feature column")
+        return self
+
+    def to_spec(self) -> ModelSpec:
+        return ModelSpec(
+            name=self.name,
+            triton_model=self.triton_model or self.name,
+            feature_table=self.feature_table,
+            training_table=self.training_table,
+            id_column=self.id_column,
+            time_column=self.time_column,
+            numeric_features=tuple(self.inputs.numeric),
+            vector_features=tuple(self.inputs.vectors),
+            heads=tuple(HeadSpec(h, c.label_column) for h, c in self.heads.items()),
             policy=DecisionPolicy(
-                name=policy["name"],
-                min_confidence=float(policy["min_confidence"]),
-                review_queue=policy["review_queue"],
+                name=self.policy.name,
+                min_confidence=self.policy.min_confidence,
+                review_queue=self.policy.review_queue,
             ),
-            min_holdout_accuracy=float(m["gate"]["min_holdout_accuracy"]),
-            input_tensor=m.get("input_tensor", "features"),
-            max_batch_size=int(m.get("max_batch_size", 1024)),
+            min_holdout_accuracy=self.gate.min_holdout_accuracy,
+            input_tensor=self.input_tensor,
+            max_batch_size=self.max_batch_size,
         )
+
+
+MODEL_COMPONENT = "aios_dagster.lib.model_component.ModelComponent"
+
+
+def load_catalog(models_dir: Path) -> dict[str, ModelSpec]:
+    """Every model declared under ``models_dir`` (``<name>/defs.yaml`` of the model Component).
+
+    For code outside a Dagster load (the CLI, the demo summary, tests) that needs the same
+    specs the definitions were built from.
+    """
+    specs: dict[str, ModelSpec] = {}
+    for path in sorted(models_dir.glob("*/defs.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if not isinstance(doc, dict) or doc.get("type") != MODEL_COMPONENT:
+            continue
+        try:
+            spec = ModelConfig.model_validate(doc.get("attributes") or {}).to_spec()
+        except ValidationError as exc:
+            raise ValueError(f"{path}: invalid model: {_errors(exc)}") from exc
+        specs[spec.name] = spec
     return specs
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()
+    )

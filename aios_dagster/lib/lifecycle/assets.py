@@ -11,13 +11,11 @@ from aios_dagster.lib.lifecycle.train import train_linear_heads
 from aios_dagster.lib.serving.model_repository import publish_linear_model
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
+from aios_dagster.settings import current_settings
 
-CATALOG_PATH = Path(__file__).resolve().parents[2] / "defs" / "models" / "catalog.yaml"
-
-
-def catalog(path: Path | None = None) -> dict[str, ModelSpec]:
-    """The declared models (``catalog.yaml`` beside this module unless another file is given)."""
-    return load_catalog(path or CATALOG_PATH)
+def catalog(models_dir: Path | None = None) -> dict[str, ModelSpec]:
+    """The declared models (the model Components under ``Settings.models_dir`` by default)."""
+    return load_catalog(models_dir or current_settings().models_dir)
 
 
 def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:

@@ -1,0 +1,39 @@
+"""The model Component: one ``defs/models/<name>/defs.yaml`` per model the platform serves.
+
+Its attributes are the model's declaration (features to tensor, heads, decision policy, gate);
+from them it builds the model's whole life in Dagster: training and the blocking quality gate,
+publishing to Triton, daily batch scoring, micro-batch scoring of new mail, the routing and
+review sinks, and drift monitoring. A second model is a second YAML file.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from aios_dagster.lib.inference.catalog import ModelConfig
+from aios_dagster.lib.inference.microbatch import build_microbatch_asset
+from aios_dagster.lib.inference.predictions import build_prediction_asset
+from aios_dagster.lib.inference.sinks import build_sink_assets
+from aios_dagster.lib.lifecycle.assets import build_model_defs
+from aios_dagster.lib.monitoring.assets import build_drift_asset
+from aios_dagster.lib.orchestration import daily_partitions
+from aios_dagster.settings import current_settings
+
+
+class ModelComponent(ModelConfig, dg.Component, dg.Resolvable):
+    """A served model and every asset, check and sink of its lifecycle."""
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        spec = self.to_spec()
+        partitions = daily_partitions(current_settings())
+        model_assets, model_checks = build_model_defs(spec)
+        return dg.Definitions(
+            assets=[
+                *model_assets,
+                build_prediction_asset(spec, partitions),
+                build_microbatch_asset(spec),
+                build_sink_assets(spec, partitions),
+                build_drift_asset(spec),
+            ],
+            asset_checks=model_checks,
+        )
