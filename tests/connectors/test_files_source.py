@@ -36,6 +36,7 @@ from aios_dagster.lib.connectors.source import (
     SourceBatch,
     TransientSourceError,
 )
+from aios_dagster.lib.retry import RetryPolicy
 
 COLUMNS = ["id", "name", "city", "amount"]
 ROWS: list[dict[str, Any]] = [
@@ -305,6 +306,42 @@ def test_a_storage_failure_is_transient_and_does_not_advance_past_the_file(
     monkeypatch.undo()
     batches, _ = read_all(reader, landed[-1].cursor)
     assert [r["id"] for r in rows_of(batches)] == ["2", "3", "4", "5"]
+
+
+def test_a_flaky_listing_is_retried_and_permission_denied_is_not(
+    drop: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(drop, "a.csv", csv_bytes(ROWS[:1]))
+    reader = reader_for(drop)
+    reader.listing.retry_policy = RetryPolicy(attempts=3, first_wait_s=0.0, jitter_s=0.0)
+    real_glob = reader.listing.fs.glob
+    calls: list[str] = []
+
+    def glob(failures: list[OSError]) -> Any:
+        def listing(path: str, **kwargs: Any) -> Any:
+            calls.append(path)
+            if failures:
+                raise failures.pop(0)
+            return real_glob(path, **kwargs)
+
+        return listing
+
+    monkeypatch.setattr(reader.listing.fs, "glob", glob([TimeoutError("slow"), OSError("503")]))
+    batches, _ = read_all(reader)
+    assert rows_of(batches) == ROWS[:1]
+    assert len(calls) == 3
+
+    calls.clear()
+    monkeypatch.setattr(reader.listing.fs, "glob", glob([PermissionError("denied")] * 3))
+    with pytest.raises(PermanentSourceError, match="permission denied"):
+        reader.has_new({})
+    assert len(calls) == 1
+
+    calls.clear()
+    monkeypatch.setattr(reader.listing.fs, "glob", glob([OSError("down")] * 3))
+    with pytest.raises(TransientSourceError, match=r"listing the drop folder.*3 attempt"):
+        reader.has_new({})
+    assert len(calls) == 3
 
 
 # ---------------------------------------------------------------------------- bad input

@@ -1,0 +1,1 @@
+"""The parts of the ``files`` connector kind, one job each (the reader is ``files_source``)."""
