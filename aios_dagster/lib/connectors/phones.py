@@ -1,0 +1,126 @@
+"""Phone numbers in free text, found by Google's libphonenumber (the ``phonenumbers`` package).
+
+Customers write numbers in every national and international style (``+1 415 555 0100``,
+``(415) 555-0100``, ``+49 30 1234567``, ``0044 20 7946 0958``); hand-written patterns only ever
+knew the UK ones. libphonenumber knows every region's numbering plan, so it decides what is a
+phone. What counts as one:
+
+* a number written with an international prefix (``+`` or ``00``) and a possible length for its
+  country: a customer's mistyped or unassigned number is still theirs to protect;
+* a national number of the home region written with its trunk prefix (``020 7946 0958``);
+* a national number that is *valid* in one of the other regions (``(415) 555-0100``): without a
+  prefix, validity is what tells a phone from an order or invoice number.
+
+The matcher is pure Python, so it never sees a whole column: an RE2 pattern (run by Arrow over
+every row) keeps only rows holding a digit run shaped like one of the three forms, and within
+those rows the matcher reads only a short snippet around each run. Cost follows the number of
+phone-like runs, not the number of rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
+
+HOME_REGION = "GB"  # the bank's own numbering plan: how a number without a prefix is read first
+OTHER_REGIONS = ("US",)  # national styles also recognised, when the number is valid there
+
+_SEP = r"[ \t().\-/]{0,3}"
+# A digit run that could be a phone in one of the three forms above: "+" and at least 7 digits,
+# a trunk "0" and at least 7 digits, or at least 10 digits without a prefix. Valid for both RE2
+# (Arrow's prefilter) and Python's ``re`` (the runs within a candidate row).
+CANDIDATE = (
+    rf"\+[ \t]?\(?\d(?:{_SEP}\d){{6,}}"
+    rf"|(?:^|[^\w+])\(?0\d(?:{_SEP}\d){{5,}}"
+    rf"|\(?\d(?:{_SEP}\d){{9,}}"
+)
+# Within a flagged row, Python finds each run (one simple pattern, fast in ``re``) and applies
+# the same three forms to it before asking the matcher.
+_RUN = re.compile(rf"[+(]?\d(?:{_SEP}\d){{6,}}")
+_CONTEXT = 4  # characters either side of a run given to the matcher (it checks what surrounds)
+_POSSIBLE = phonenumbers.Leniency.POSSIBLE
+_VALID = phonenumbers.Leniency.VALID
+_IS_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+
+
+def _home_phone(match: phonenumbers.PhoneNumberMatch) -> bool:
+    """A match read in the home region's plan that is a phone by the module's rules."""
+    raw = match.raw_string.lstrip("(")
+    if raw.startswith(("+", "00")):
+        return True
+    if raw.startswith("0"):  # trunk prefix: a full national number, not a local fragment
+        return phonenumbers.is_possible_number_with_reason(match.number) == _IS_POSSIBLE
+    return phonenumbers.is_valid_number(match.number)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _phones_in_snippet(snippet: str) -> tuple[tuple[int, int], ...]:
+    """Phone spans within one short snippet (a run and its context).
+
+    Cached: a customer's number recurs in every signature they send, and the matcher's parse
+    is the whole cost of this module.
+    """
+    spans = tuple(
+        (m.start, m.end)
+        for m in phonenumbers.PhoneNumberMatcher(snippet, HOME_REGION, leniency=_POSSIBLE)
+        if _home_phone(m)
+    )
+    if spans:
+        return spans
+    for region in OTHER_REGIONS:
+        spans = tuple(
+            (m.start, m.end)
+            for m in phonenumbers.PhoneNumberMatcher(snippet, region, leniency=_VALID)
+        )
+        if spans:
+            return spans
+    return ()
+
+
+def _phone_shaped(run: str) -> bool:
+    """The run has the digits of one of the three forms (see :data:`CANDIDATE`)."""
+    digits = sum(c.isdigit() for c in run)
+    return digits >= 10 or run.lstrip("(")[:1] in ("+", "0")
+
+
+def find_phones(text: str) -> list[tuple[int, int]]:
+    """Start and end of every phone number in ``text``, in order, not overlapping."""
+    spans: list[tuple[int, int]] = []
+    for run in _RUN.finditer(text):
+        if not _phone_shaped(run.group()):
+            continue
+        lo, hi = max(0, run.start() - _CONTEXT), min(len(text), run.end() + _CONTEXT)
+        for start, end in _phones_in_snippet(text[lo:hi]):
+            if not spans or lo + start >= spans[-1][1]:
+                spans.append((lo + start, lo + end))
+    return spans
+
+
+def mask_phones(text: str, placeholder: str = "[PHONE]") -> tuple[str, int]:
+    """``text`` with each phone number replaced by ``placeholder``, and how many were."""
+    spans = find_phones(text)
+    for start, end in reversed(spans):
+        text = text[:start] + placeholder + text[end:]
+    return text, len(spans)
+
+
+def mask_phones_array(array: pa.Array, placeholder: str = "[PHONE]") -> tuple[pa.Array, int]:
+    """Mask phones in a string array; only rows the RE2 prefilter flags reach Python."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    candidates = pc.fill_null(pc.match_substring_regex(array, CANDIDATE), False)
+    if not pc.any(candidates).as_py():
+        return array, 0
+    total = 0
+    replaced: list[str] = []
+    for text in array.filter(candidates).to_pylist():
+        new, count = mask_phones(text, placeholder)
+        replaced.append(new)
+        total += count
+    if not total:
+        return array, 0
+    return pc.replace_with_mask(array, candidates, pa.array(replaced, pa.string())), total
