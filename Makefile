@@ -35,8 +35,10 @@ $(MANIFEST): $(VENV)/.installed $(shell find $(DBT_DIR)/models $(DBT_DIR)/macros
 demo: install manifest
 	$(BIN)/aios-dagster demo $(DEMO_ARGS)
 
+# Dagster UI plus a supervised Triton on fixed ports (restarted if it dies); see `aios-dagster
+# dev --help` for the ports, e.g. make dev DEV_ARGS="--port 3001 --triton-grpc-port 9001".
 dev: install manifest
-	$(BIN)/aios-dagster dev
+	$(BIN)/aios-dagster dev $(DEV_ARGS)
 
 test: install manifest
 	$(BIN)/pytest $(PYTEST_ARGS)
