@@ -20,10 +20,12 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 
-from aios_dagster.lib.inference.batch import score
+from aios_dagster.lib.inference.batch import ModelSignatureError, score
 from aios_dagster.lib.inference.catalog import ModelSpec
-from aios_dagster.lib.inference.predictions import DECISION_LOG, predictions_part
+from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
+from aios_dagster.lib.inference.scoring import predictions_part
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.orchestration import PREDICTIONS_WRITER_TAG
 from aios_dagster.lib.serving.triton import TritonResource
@@ -37,11 +39,22 @@ class MicrobatchConfig(dg.Config):
     max_rows: int = 5_000
 
 
-def scored_ids(lake: LakeResource, dataset: str) -> set[str]:
-    """Record ids that already have a current prediction."""
-    if not lake.parts(dataset):
-        return set()
-    return set(lake.read(dataset, columns=["record_id"]).column("record_id").to_pylist())
+def unscored(
+    candidates: pa.Table, id_column: str, lake: LakeResource, dataset: str, first_day: date
+) -> pa.Table:
+    """The candidate rows that have no current prediction, in their order.
+
+    An anti-join against the prediction parts of the window's days only: parts are per email
+    day (``date=YYYY-MM-DD__...``) and no candidate is older than ``first_day``, so older parts
+    cannot hold its prediction and the cost follows the window, not the history.
+    """
+    since = f"date={first_day.isoformat()}"
+    parts = [str(p) for p in lake.parts(dataset, "date=") if p.stem >= since]
+    if not parts or not candidates.num_rows:
+        return candidates
+    done = ds.dataset(parts, format="parquet").to_table(columns=["record_id"]).column(0)
+    ids = pc.cast(candidates.column(id_column), pa.string())
+    return candidates.filter(pc.invert(pc.is_in(ids, value_set=done.combine_chunks())))
 
 
 def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -52,7 +65,6 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
         group_name="microbatch",
         deps=[dg.AssetKey(spec.feature_table)],
         kinds={"triton", "parquet"},
-        retry_policy=dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL),
         description=f"Scores {spec.feature_table} rows that have no prediction yet with "
         f"{spec.triton_model} on Triton; written into {dataset} with full audit.",
     )
@@ -70,16 +82,21 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             f"order by {spec.time_column}, {spec.id_column}",
             [since],
         )
-        done = scored_ids(lake, dataset)
-        ids = candidates.column(spec.id_column).to_pylist()
-        todo = [i for i, rid in enumerate(ids) if str(rid) not in done][: config.max_rows]
-        if not todo:
+        new = unscored(candidates, spec.id_column, lake, dataset, since.date())
+        table = new.slice(0, config.max_rows)
+        if not table.num_rows:
             return dg.MaterializeResult(
                 metadata={"dagster/row_count": 0, "candidates": candidates.num_rows}
             )
         triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
-        table = candidates.take(pa.array(todo))
-        decisions, result = score(spec, table, triton, context.run_id)
+        try:
+            decisions, result = score(spec, table, triton, context.run_id)
+        except (ModelSignatureError, ValueError) as exc:
+            # The served model disagrees with the catalog, or features are not finite: the
+            # same rows fail the same way on every attempt.
+            raise dg.Failure(
+                description=f"{spec.name}_microbatch: {exc}", allow_retries=False
+            ) from exc
         days = pc.cast(
             pc.assume_timezone(table.column(spec.time_column), "UTC")
             if table.schema.field(spec.time_column).type.tz is None
@@ -97,12 +114,13 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             ).hexdigest()[:16]
             part = f"{predictions_part(day, spec.triton_model, result.model_version)}__mb={digest}"
             lake.write(dataset, part_rows, part=part)
-            lake.write(DECISION_LOG, part_rows, part=f"run={context.run_id}__{part}")
+            # The log part after the predictions part: only decisions that took effect.
+            lake.write(DECISION_LOG, part_rows, part=log_part(context.run_id, part))
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": decisions.num_rows,
                 "candidates": candidates.num_rows,
-                "already_scored": candidates.num_rows - len(todo),
+                "already_scored": candidates.num_rows - new.num_rows,
                 "days": [d.isoformat() for d in sorted(by_day)],
                 "needs_review": int(pc.sum(decisions.column("needs_review")).as_py() or 0),
                 "model_version": result.model_version,

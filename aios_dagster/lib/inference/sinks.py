@@ -1,7 +1,8 @@
 """Sinks: the day's decisions delivered where people act on them.
 
 Confident decisions go to the routing queue (what the contact-centre system picks up), the rest
-to the human-review queue with the reason. Each day is one part per sink, rewritten on re-run.
+to the human-review queue with the reason. Each day is one part per sink, rewritten on re-run;
+each day's materialization counts that day's rows.
 """
 
 import dagster as dg
@@ -9,7 +10,7 @@ import pyarrow.compute as pc
 
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.lake import LakeResource
-from aios_dagster.lib.partitions import days_in
+from aios_dagster.lib.partitions import partition_days
 
 SINK_COLUMNS = ("record_id", "decision", "model_name", "model_version", "policy", "scored_at")
 
@@ -44,21 +45,23 @@ def build_sink_assets(
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def _sinks(context: dg.AssetExecutionContext, lake: LakeResource):
-        routed_n = review_n = 0
-        for day in days_in(context.partition_time_window):
+        for key, day in partition_days(context, f"{spec.name}_sinks"):
             prefix = f"date={day.isoformat()}__"
-            if not lake.parts(f"{spec.name}_predictions", prefix):
-                continue
-            table = lake.read(f"{spec.name}_predictions", prefix=prefix)
-            keep = [*SINK_COLUMNS, *heads, *(f"{h}_confidence" for h in heads)]
-            review_mask = table.column("needs_review")
-            routed = table.filter(pc.invert(review_mask)).select(keep)
-            review = table.filter(review_mask).select([*keep, "min_confidence"])
-            lake.write(routed_key.path[-1], routed, part=f"date={day.isoformat()}")
-            lake.write(review_key.path[-1], review, part=f"date={day.isoformat()}")
-            routed_n += routed.num_rows
-            review_n += review.num_rows
-        yield dg.MaterializeResult(asset_key=routed_key, metadata={"dagster/row_count": routed_n})
-        yield dg.MaterializeResult(asset_key=review_key, metadata={"dagster/row_count": review_n})
+            routed_n = review_n = 0
+            if lake.parts(f"{spec.name}_predictions", prefix):
+                table = lake.read(f"{spec.name}_predictions", prefix=prefix)
+                keep = [*SINK_COLUMNS, *heads, *(f"{h}_confidence" for h in heads)]
+                review_mask = table.column("needs_review")
+                routed = table.filter(pc.invert(review_mask)).select(keep)
+                review = table.filter(review_mask).select([*keep, "min_confidence"])
+                lake.write(routed_key.path[-1], routed, part=f"date={day.isoformat()}")
+                lake.write(review_key.path[-1], review, part=f"date={day.isoformat()}")
+                routed_n, review_n = routed.num_rows, review.num_rows
+            for asset_key, rows in ((routed_key, routed_n), (review_key, review_n)):
+                context.add_asset_metadata(
+                    {"dagster/row_count": rows}, asset_key=asset_key, partition_key=key
+                )
+        yield dg.MaterializeResult(asset_key=routed_key)
+        yield dg.MaterializeResult(asset_key=review_key)
 
     return _sinks
