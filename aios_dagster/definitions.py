@@ -20,7 +20,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Load ``defs/`` with ``settings`` visible to its Components, and bind the resources."""
     project_root = Path(aios_dagster.defs.__file__).parents[2]
     with active_settings(settings):
-        loaded = dg.load_defs(aios_dagster.defs, project_root=project_root)
+        loaded = dg.load_from_defs_folder(project_root=project_root)
     return dg.Definitions.merge(loaded, dg.Definitions(resources=build_resources(settings)))
 
 

@@ -8,8 +8,12 @@ review sinks, and drift monitoring. A second model is a second YAML file.
 
 from __future__ import annotations
 
-import dagster as dg
+from typing import Self
 
+import dagster as dg
+from pydantic import BaseModel
+
+from aios_dagster.lib.connectors.component import load_naming_file
 from aios_dagster.lib.inference.catalog import ModelConfig
 from aios_dagster.lib.inference.microbatch import build_microbatch_asset
 from aios_dagster.lib.inference.predictions import build_prediction_asset
@@ -22,6 +26,10 @@ from aios_dagster.settings import current_settings
 
 class ModelComponent(ModelConfig, dg.Component, dg.Resolvable):
     """A served model and every asset, check and sink of its lifecycle."""
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:
+        return load_naming_file(super().load, attributes, context, "model")
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         spec = self.to_spec()

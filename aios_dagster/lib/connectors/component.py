@@ -19,13 +19,13 @@ location loads::
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import dagster as dg
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from aios_dagster.lib.connectors.definitions import (
     build_connector_asset,
@@ -35,6 +35,8 @@ from aios_dagster.lib.connectors.definitions import (
 )
 from aios_dagster.lib.connectors.spec import ConnectorSpec
 from aios_dagster.settings import Settings
+
+T = TypeVar("T")
 
 
 def settings_scope(settings: Settings) -> dict[str, str]:
@@ -56,6 +58,10 @@ class ConnectorComponent(ConnectorSpec, dg.Component, dg.Resolvable):
         # Called when the defs folder loads (never at import): settings come from the
         # environment the code location runs in.
         return settings_scope(Settings.from_env())
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:
+        return load_naming_file(super().load, attributes, context, "connector")
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         data = {**self.model_dump(by_alias=True), "path": str(context.path / "defs.yaml")}
@@ -130,6 +136,21 @@ def connector_specs(settings: Settings) -> list[ConnectorSpec]:
     paths = sorted(settings.connectors_dir.glob("*/defs.yaml"))
     specs = [load_connector(p, settings_scope(settings)) for p in paths]
     return [s for s in specs if not s.enabled_when_env or os.environ.get(s.enabled_when_env)]
+
+
+def load_naming_file(
+    load: Callable[[BaseModel | None, dg.ComponentLoadContext], T],
+    attributes: BaseModel | None,
+    context: dg.ComponentLoadContext,
+    what: str,
+) -> T:
+    """Run a Component's ``load`` so that a rule its model enforces (a ``kind`` typo, a
+    ``tokenize`` without a token column) fails naming the YAML file and each field."""
+    try:
+        return load(attributes, context)
+    except ValidationError as exc:
+        where = context.path / "defs.yaml"
+        raise ValueError(f"{where}: invalid {what}: {describe_errors(exc)}") from None
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -13,6 +13,7 @@ from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 from aios_dagster.settings import current_settings
 
+
 def catalog(models_dir: Path | None = None) -> dict[str, ModelSpec]:
     """The declared models (the model Components under ``Settings.models_dir`` by default)."""
     return load_catalog(models_dir or current_settings().models_dir)

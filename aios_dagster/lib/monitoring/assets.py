@@ -1,6 +1,6 @@
 """Weekly drift of the router's features: the current week against the week before it."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -8,6 +8,25 @@ from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.monitoring.drift import run_drift_report
 from aios_dagster.lib.monitoring.store import ReportStore
 from aios_dagster.lib.warehouse import WarehouseResource
+
+
+def drift_windows(warehouse: WarehouseResource, spec: ModelSpec) -> tuple[date, date, date]:
+    """The newest landed day, the first day of its 7-day window and of the 7 days before."""
+    newest = (
+        warehouse.query_arrow(
+            f"select max(cast({spec.time_column} at time zone 'UTC' as date)) as d "
+            f"from {spec.feature_table}"
+        )
+        .column("d")[0]
+        .as_py()
+    )
+    if newest is None:
+        raise dg.Failure(
+            description=f"{spec.feature_table} has no rows: no window to compare",
+            allow_retries=False,
+        )
+    current_start = newest - timedelta(days=6)
+    return newest, current_start, current_start - timedelta(days=7)
 
 
 def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
@@ -32,18 +51,17 @@ def build_drift_asset(spec: ModelSpec) -> dg.AssetsDefinition:
     def _drift(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, reports: ReportStore
     ) -> dg.MaterializeResult:
+        current_end, current_start, reference_start = drift_windows(warehouse, spec)
+        # Only the two windows leave the warehouse: the cost follows the window, not history.
         frame = warehouse.query_arrow(
-            f"select {spec.time_column}, {', '.join(spec.numeric_features)} "
-            f"from {spec.feature_table}"
+            f"select cast({spec.time_column} at time zone 'UTC' as date) as _day, "
+            f"{', '.join(spec.numeric_features)} from {spec.feature_table} "
+            f"where cast({spec.time_column} at time zone 'UTC' as date) between ? and ?",
+            [reference_start, current_end],
         ).to_pandas()
-        days = frame[spec.time_column].dt.tz_convert("UTC").dt.date
-        current_end = days.max()
-        current_start = current_end - timedelta(days=6)
-        reference_start = current_start - timedelta(days=7)
-        current = frame[days >= current_start].drop(columns=[spec.time_column])
-        reference = frame[(days >= reference_start) & (days < current_start)].drop(
-            columns=[spec.time_column]
-        )
+        days = frame.pop("_day")
+        current = frame[days >= current_start]
+        reference = frame[days < current_start]
         summary = run_drift_report(
             reference,
             current,

@@ -9,6 +9,14 @@ customers as (
     select * from {{ ref('stg_customers') }}
 ),
 
+-- Text features are written per landed batch; a re-landed email has one row per copy, and the
+-- newest copy is the one stg_emails keeps.
+text_features as (
+    select email_id, text_vec
+    from {{ source('lake', 'email_text_features') }}
+    qualify row_number() over (partition by email_id order by _ingested_at desc, _batch_id desc) = 1
+),
+
 txn_history as (
     select
         e.email_id,
@@ -62,4 +70,4 @@ select
 from emails as e
 left join customers as c on c.email_token = e.sender_token
 left join txn_history as h on h.email_id = e.email_id
-inner join {{ source('lake', 'email_text_features') }} as f on f.email_id = e.email_id
+inner join text_features as f on f.email_id = e.email_id
