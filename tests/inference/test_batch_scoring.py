@@ -113,6 +113,24 @@ def test_features_that_are_not_finite_fail_at_once_naming_table_and_column(scori
     assert "2026-11-03" in message and "feats" in message and "['x3']" in message
 
 
+def test_bad_config_fails_at_once_naming_the_field(scoring) -> None:
+    spec, assets, res = scoring
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            assets[:1],
+            resources=res,
+            instance=instance,
+            partition_key="2026-11-03",
+            run_config={"ops": {f"{spec.name}_predictions": {"config": {"batch_rows": 0}}}},
+            raise_on_error=False,
+        )
+    assert not result.success
+    assert _retries(result) == 0
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    assert failure is not None and failure.cause is not None
+    assert "batch_rows" in failure.cause.message and "greater than 0" in failure.cause.message
+
+
 def test_the_decision_log_says_which_decision_counts_after_a_failed_run(scoring) -> None:
     """A range run fails on its last day (after committing the first two); re-executed once the
     feature is fixed, its decisions are in effect and the failed run's are marked superseded."""

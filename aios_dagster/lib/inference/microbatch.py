@@ -21,6 +21,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from pydantic import Field
 
 from aios_dagster.lib.inference.batch import ModelSignatureError, score
 from aios_dagster.lib.inference.catalog import ModelSpec
@@ -35,8 +36,9 @@ from aios_dagster.lib.warehouse import WarehouseResource
 class MicrobatchConfig(dg.Config):
     """How far back "new" reaches, and how much one run may take on."""
 
-    lookback_hours: int = 7 * 24  # late mail (an old Date header) is still new to us
-    max_rows: int = 5_000
+    # Late mail (an old Date header) is still new to us.
+    lookback_hours: int = Field(default=7 * 24, gt=0)
+    max_rows: int = Field(default=5_000, gt=0)
 
 
 def unscored(

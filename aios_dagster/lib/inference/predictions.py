@@ -10,6 +10,7 @@ at once with a ``Failure`` naming the model, the day and the rule.
 """
 
 import dagster as dg
+from pydantic import Field
 
 from aios_dagster.lib.inference.batch import ModelSignatureError
 from aios_dagster.lib.inference.catalog import ModelSpec
@@ -27,7 +28,7 @@ __all__ = ["DECISION_LOG", "PredictionConfig", "build_prediction_asset", "predic
 class PredictionConfig(dg.Config):
     """Rows scored per Arrow batch: memory stays flat however many emails a day has."""
 
-    batch_rows: int = 50_000
+    batch_rows: int = Field(default=50_000, gt=0)
 
 
 def build_prediction_asset(
