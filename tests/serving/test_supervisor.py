@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from aios_dagster.lib.serving.launcher import TritonStartError
 from aios_dagster.lib.serving.supervisor import TritonSupervisor, read_state
 from aios_dagster.lib.serving.triton import TritonResource
 from tests.triton_fixtures import PublishFn, assert_matches_model, random_features
@@ -182,6 +183,9 @@ def test_next_run_cleans_up_after_a_killed_predecessor_and_keeps_its_ports(
         assert state is not None
         prefix = str(state["shm_prefix"])
         assert shm_regions(prefix)
+        with pytest.raises(TritonStartError, match=f"another supervisor \\(pid {predecessor.pid}"):
+            TritonSupervisor(repository, work, ports).start()
+        assert is_alive(old_server), "a refused start must not touch the running server"
         predecessor.kill()  # the supervisor dies; its Triton keeps the ports
         predecessor.wait(timeout=10)
         os.kill(old_server, signal.SIGKILL)  # and then the server alone: stubs orphaned

@@ -54,11 +54,12 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
+from aios_dagster.lib.serving.processes import kill_group, remove_backend_shm
+
 _PYTRITON_PACKAGE = "nvidia-pytriton"
 _LOG_TAIL_LINES = 40
 _START_ATTEMPTS = 3
 _PORT_BUSY_MARKERS = ("already in use", "failed to bind", "failed to start")
-_SHM_DIR = Path("/dev/shm")
 
 
 class TritonStartError(RuntimeError):
@@ -94,65 +95,14 @@ def _pytriton_root() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal the server's process group (it includes the Python backend stubs)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-def _remove_backend_shm(prefix: str) -> None:
-    """Delete the Python backend's shared-memory regions of a server that is gone."""
-    for path in _SHM_DIR.glob(f"{prefix}*"):
-        with contextlib.suppress(OSError):
-            path.unlink()
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live processes of a process group (Linux ``/proc``), leader included if not reaped."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # Fields after the parenthesised command name: state, ppid, pgrp, ...
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(stat.parent.name))
-    return members
-
-
-def _is_triton_process(pid: int) -> bool:
-    with contextlib.suppress(OSError):
-        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
-        return b"tritonserver" in cmdline or b"triton_python_backend_stub" in cmdline
-    return False
-
-
-def kill_leftovers(pgid: int, shm_prefix: str, timeout_s: float = 10.0) -> list[int]:
-    """Kill what is left of a server that died uncleanly; return the pids killed.
-
-    A server killed on its own (``kill -9 <pid>``, the OOM killer) leaves its Python backend
-    stubs running, re-parented to init, each holding a ``/dev/shm`` region. Only processes of
-    the server's group that are Triton binaries are touched, so a recycled group id of some
-    other program is left alone. The regions with the server's prefix go once the stubs do.
-    """
-    victims = [pid for pid in _group_members(pgid) if _is_triton_process(pid)]
-    for pid in victims:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + timeout_s
-    while any(pid in _group_members(pgid) for pid in victims) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _remove_backend_shm(shm_prefix)
-    return victims
-
-
 def _finalize_process(process: subprocess.Popen[bytes], shm_prefix: str) -> None:
     """Last-resort cleanup when a started server object is garbage collected or at exit."""
     if process.poll() is None:
-        _kill_group(process, signal.SIGKILL)
+        kill_group(process, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=5)
     if process.poll() is not None:
-        _remove_backend_shm(shm_prefix)
+        remove_backend_shm(shm_prefix)
 
 
 class LocalTritonServer:
@@ -387,15 +337,15 @@ class LocalTritonServer:
             return
         try:
             if process.poll() is None:
-                _kill_group(process, signal.SIGTERM)
+                kill_group(process, signal.SIGTERM)
                 try:
                     process.wait(timeout=self.stop_timeout_s)
                 except subprocess.TimeoutExpired:
-                    _kill_group(process, signal.SIGKILL)
+                    kill_group(process, signal.SIGKILL)
                     process.wait(timeout=10)
             # Stubs normally exit with the server; make sure none outlives it.
-            _kill_group(process, signal.SIGKILL)
-            _remove_backend_shm(self._shm_prefix)
+            kill_group(process, signal.SIGKILL)
+            remove_backend_shm(self._shm_prefix)
         finally:
             if self._finalizer is not None:
                 self._finalizer.detach()
@@ -412,7 +362,7 @@ class LocalTritonServer:
         process = self._process
         if process is None:
             return
-        _kill_group(process, signal.SIGKILL)
+        kill_group(process, signal.SIGKILL)
         process.wait(timeout=10)
         self.stop()  # reaps, detaches the finalizer; idempotent on a dead process
 

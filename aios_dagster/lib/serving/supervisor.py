@@ -17,16 +17,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from pathlib import Path
 from types import TracebackType
 
-from aios_dagster.lib.serving.launcher import (
-    LocalTritonServer,
-    TritonStartError,
-    kill_leftovers,
-)
+from aios_dagster.lib.serving.launcher import LocalTritonServer, TritonStartError
+from aios_dagster.lib.serving.processes import kill_leftovers
 
 _logger = logging.getLogger(__name__)
 
@@ -102,6 +100,13 @@ class TritonSupervisor:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             _logger.warning("ignoring unreadable %s: %s", self.state_path, exc)
             return
+        owner = int(state.get("supervisor_pid", 0))
+        if owner and owner != os.getpid() and _alive(owner):
+            raise TritonStartError(
+                f"another supervisor (pid {owner}, e.g. a running `make dev`) serves Triton from "
+                f"{self.work_dir} on {state.get('grpc_url')}: stop it first, or give this one "
+                f"another AIOS_DATA_DIR"
+            )
         killed = kill_leftovers(pgid, prefix)
         if killed:
             _logger.warning(
@@ -114,6 +119,7 @@ class TritonSupervisor:
 
     def _write_state(self) -> None:
         state = {
+            "supervisor_pid": os.getpid(),
             "pgid": self.server.pid,
             "shm_prefix": self.server.shm_prefix,
             "grpc_url": self.grpc_url,
@@ -223,6 +229,15 @@ class TritonSupervisor:
                 self.grpc_url,
             )
             return
+
+
+def _alive(pid: int) -> bool:
+    """A running (not zombie) process, from /proc."""
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def read_state(work_dir: Path) -> dict[str, object] | None:
