@@ -36,6 +36,7 @@ EXPECTED_CHECKS = {
     "raw_transactions:transactions_contract",
     "raw_routing_labels:routing_labels_contract",
     "email_router_candidate:quality_gate",
+    "email_router_published:served_by_triton",
     "email_router_feature_drift:drift_within_threshold",
     "email_features:unique_email_features_email_id",
     "email_features:not_null_email_features_email_id",
@@ -116,6 +117,7 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     assert sorted(s.name for s in defs.sensors or []) == [
         "raw_customers_sensor",
         "raw_emails_sensor",
+        "triton_health_sensor",
     ]
     # New mail goes straight to micro-batch scoring; its job lands, featurises and scores.
     assert defs.resolve_sensor_def("raw_emails_sensor").job_name == "microbatch_job"
