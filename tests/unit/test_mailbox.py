@@ -1,9 +1,12 @@
 """Mailbox parsing: headers, threads, HTML-only bodies, attachments, and broken files."""
 
+import os
+import shutil
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from aios_dagster.lib.connectors.mailbox import parse_eml, read_mailbox
+from aios_dagster.lib.connectors.mailbox import parse_eml, parse_message, read_mailbox
 
 
 def _write(path: Path, msg: EmailMessage) -> Path:
@@ -78,3 +81,71 @@ def test_inline_text_part_with_a_filename_is_the_body(tmp_path: Path) -> None:
     msg["Content-Disposition"] = 'inline; filename="note.txt"'
     parsed = parse_eml(_write(tmp_path / "EM-8.eml", msg))
     assert parsed.body == "my note" and parsed.attachment_names == []
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mail"
+
+
+def test_mail_without_date_takes_the_earliest_received_hop() -> None:
+    parsed = parse_eml(FIXTURES / "no_date.eml")
+    assert parsed.parse_error is None
+    # The bottom-most Received header is the first hop: 09:00:03 +0100 is 08:00:03 UTC.
+    assert parsed.received_at == datetime(2026, 11, 11, 8, 0, 3, tzinfo=UTC)
+    assert parsed.received_at_source == "received_header"
+
+
+def test_mail_without_date_or_received_takes_the_delivery_time(tmp_path: Path) -> None:
+    path = tmp_path / "no_date_no_received.eml"
+    shutil.copy(FIXTURES / path.name, path)
+    delivered = datetime(2026, 11, 12, 7, 30, tzinfo=UTC)
+    os.utime(path, (delivered.timestamp(), delivered.timestamp()))
+    parsed = parse_eml(path)
+    assert parsed.received_at == delivered and parsed.received_at_source == "delivery_time"
+
+
+def test_an_unparseable_date_falls_back_instead_of_losing_the_mail(tmp_path: Path) -> None:
+    raw = (
+        (FIXTURES / "no_date.eml")
+        .read_bytes()
+        .replace(b"Subject:", b"Date: sometime last week\nSubject:")
+    )
+    parsed = parse_message(raw, "garbled_date.eml")
+    assert parsed.parse_error is None and parsed.received_at_source == "received_header"
+    dated = parse_eml(FIXTURES / "digest.eml")
+    assert dated.received_at_source == "date_header"
+
+
+def test_multipart_with_an_unusable_boundary_keeps_its_text() -> None:
+    wrong = parse_eml(FIXTURES / "bad_boundary.eml")
+    assert wrong.parse_error is None
+    assert wrong.body == "I want to dispute a payment of £49.99 to an online shop I never used."
+    assert wrong.attachment_names == ["receipt.pdf"]
+    missing = parse_eml(FIXTURES / "no_boundary.eml")
+    assert missing.body == (
+        "I have been locked out of online banking after three wrong passwords.\n"
+        "Please reset my access."
+    )
+
+
+def test_a_digest_keeps_every_text_part() -> None:
+    parsed = parse_eml(FIXTURES / "digest.eml")
+    assert parsed.body is not None
+    for text in ("First part: my card is lost.", "Second part: please freeze it.", "Third part"):
+        assert text in parsed.body
+    assert parsed.has_html
+
+
+def test_folded_headers_are_unfolded() -> None:
+    parsed = parse_eml(FIXTURES / "folded_headers.eml")
+    assert parsed.subject == (
+        "A very long subject line about a standing order that was cancelled without my "
+        "consent last month"
+    )
+    assert parsed.sender_name == "Margaret Okonkwo-Smith"
+    assert parsed.email_id == "RM-FOLDED-1"
+
+
+def test_nul_bytes_are_stripped_from_subject_and_body() -> None:
+    parsed = parse_eml(FIXTURES / "nul_bytes.eml")
+    assert parsed.subject == "Transfer failed"
+    assert parsed.body == "My transfer of 200 GBP failed."

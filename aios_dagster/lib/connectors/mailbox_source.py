@@ -5,12 +5,17 @@ text, attachments listed not loaded, threads by Message-ID/In-Reply-To). This mo
 makes it a connector: which files are new (the drop-folder listing shared with the ``files``
 kind, local path or any fsspec URL), batches of a bounded number of files, and per-row
 references (the file name) for quarantine.
+
+A file in the folder that the pattern does not match (a ``.msg`` export, a ``.txt`` note, an
+``.eml.gz``) is not mail we can read, but it was delivered to the inbox: it is quarantined once,
+as a reject naming the file and the pattern, so nobody has to notice its absence.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pandas as pd
 import pyarrow as pa
@@ -18,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from aios_dagster.lib.connectors.files_source import FileInfo, FileListing, mark_ingested
 from aios_dagster.lib.connectors.mailbox import EMAIL_COLUMNS, ParsedEmail, parse_message
-from aios_dagster.lib.connectors.source import Cursor, PermanentSourceError, SourceBatch
+from aios_dagster.lib.connectors.source import Cursor, PermanentSourceError, Reject, SourceBatch
 
 
 class MailboxSourceConfig(BaseModel):
@@ -36,12 +41,30 @@ def _batch_id(files: list[FileInfo]) -> str:
     return hashlib.sha1(key, usedforsecurity=False).hexdigest()[:20]
 
 
+def _any_file_pattern(pattern: str) -> str:
+    """``pattern`` with its file-name part widened to every name (``**/*.eml`` -> ``**/*``)."""
+    folder, _, _ = pattern.rpartition("/")
+    return f"{folder}/*" if folder else "*"
+
+
+def _frame(rows: list[dict[str, object]]) -> pa.Table:
+    frame = pd.DataFrame(rows, columns=list(EMAIL_COLUMNS))
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
 class MailboxReader:
     """Reads new ``.eml`` files of one folder, ``batch_files`` at a time, in name order."""
 
     def __init__(self, config: MailboxSourceConfig) -> None:
         self.config = config
         self.listing = FileListing.from_url(config.path, config.pattern, min_age_s=config.min_age_s)
+        self.everything = FileListing(
+            self.listing.fs,
+            self.listing.root,
+            _any_file_pattern(config.pattern),
+            min_age_s=config.min_age_s,
+        )
 
     def describe(self) -> str:
         return f"mailbox {self.listing.source}"
@@ -51,30 +74,46 @@ class MailboxReader:
             raise PermanentSourceError(self.listing.source, None, "mailbox folder does not exist")
         return self.listing.new_files(cursor)
 
+    def _strays(self, cursor: Cursor, mail: list[FileInfo]) -> list[FileInfo]:
+        """New files the pattern does not match (hidden and partial names are never listed).
+
+        ``mail`` is every new file the pattern matches; older ones are in ``cursor`` already.
+        """
+        matched = {f.rel_path for f in mail}
+        return [f for f in self.everything.new_files(cursor) if f.rel_path not in matched]
+
     def has_new(self, cursor: Cursor) -> bool:
-        return bool(self._new(cursor))
+        new = self._new(cursor)
+        return bool(new) or bool(self._strays(cursor, new))
 
     def _parse(self, file: FileInfo) -> ParsedEmail:
+        delivered = datetime.fromtimestamp(file.mtime, UTC) if file.mtime is not None else None
         try:
             with self.listing.open(file) as handle:
                 raw = handle.read()
         except Exception as exc:  # unreadable file: a quarantined record with its reason
             return parse_message(b"", file.rel_path, read_error=f"{type(exc).__name__}: {exc}")
-        return parse_message(raw, file.rel_path)
+        return parse_message(raw, file.rel_path, delivered_at=delivered)
 
     def batches(self, cursor: Cursor) -> Iterator[SourceBatch]:
         new = self._new(cursor)
+        strays = self._strays(cursor, new)
+        rejects = [
+            Reject(record=f.rel_path, rule=f"not_matching_pattern({self.config.pattern})")
+            for f in strays
+        ]
         size = max(1, self.config.batch_files)
-        for start in range(0, len(new), size):
-            chunk = new[start : start + size]
-            rows = [self._parse(f).__dict__ for f in chunk]
-            frame = pd.DataFrame(rows, columns=list(EMAIL_COLUMNS))
-            frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
-            cursor = mark_ingested(cursor, *chunk)
+        chunks = [new[start : start + size] for start in range(0, len(new), size)] or [[]]
+        for number, chunk in enumerate(chunks):
+            listed = [*chunk, *strays] if number == 0 else chunk
+            if not listed:
+                return
+            cursor = mark_ingested(cursor, *listed)
             yield SourceBatch(
-                table=pa.Table.from_pandas(frame, preserve_index=False),
-                batch_id=_batch_id(chunk),
+                table=_frame([self._parse(f).__dict__ for f in chunk]),
+                batch_id=_batch_id(listed),
                 source=self.listing.source,
                 cursor=cursor,
+                rejects=rejects if number == 0 else [],
                 row_refs=[f.rel_path for f in chunk],
             )
