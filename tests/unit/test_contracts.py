@@ -88,16 +88,16 @@ def test_landing_writes_every_row_exactly_once(tmp_path: Path) -> None:
     landing = land_with_contract(lake, "customers", frame, contract, source="crm.csv")
     landed = lake.read("raw_customers").to_pandas()
     quarantined = lake.read("quarantine_customers").to_pandas()
-    assert landing.rows_landed == len(landed) == 1
-    assert landing.records_quarantined == 3
-    assert quarantined["offset"].nunique() == 3  # the null-id record is counted, not merged
+    assert landing.rows_landed == len(landed) == 2  # C-1 and the first copy of C-2
+    assert landing.records_quarantined == 2
+    assert quarantined["offset"].nunique() == 2  # the null-id record is counted, not merged
     assert set(quarantined["rule"]) == {
-        "column_values_to_be_unique(customer_id)",
+        "duplicate_of(1)",
         "column_values_to_not_be_null(customer_id)",
     }
     # Re-landing the same batch replaces, never appends.
     land_with_contract(lake, "customers", frame, contract, source="crm.csv")
-    assert len(lake.read("raw_customers")) == 1
+    assert len(lake.read("raw_customers")) == 2
     assert len(lake.read("quarantine_customers")) == len(quarantined)
 
 
@@ -129,7 +129,9 @@ def test_emails_dated_in_the_future_are_quarantined() -> None:
 # --- The pandas fast path and GE agree rule by rule --------------------------------------------
 
 
-def _contract(expectations: list[dict], *, record_id: str = "id") -> Contract:
+def _contract(
+    expectations: list[dict], *, record_id: str = "id", on_duplicate: str = "quarantine_all"
+) -> Contract:
     """A contract built in the test, so every rule type, option and null case is in reach."""
     suite = {
         "name": "probe",
@@ -144,7 +146,56 @@ def _contract(expectations: list[dict], *, record_id: str = "id") -> Contract:
         max_quarantine_fraction=0.5,
         suite=suite,
         path=EXPECTATIONS / "probe.json",
+        on_duplicate=on_duplicate,
     )
+
+
+def test_a_duplicated_id_lands_its_first_copy_and_quarantines_the_others(tmp_path: Path) -> None:
+    contract = load_contract(EXPECTATIONS / "customers.json")
+    frame = _customers(customer_id=["C-1", "C-2", "C-2", "C-2"])
+    refs = [f"crm.csv:{line}" for line in range(2, 6)]
+    lake = LakeResource(root=str(tmp_path))
+    landing = land_with_contract(lake, "customers", frame, contract, source="crm.csv", refs=refs)
+    landed = lake.read("raw_customers").to_pandas()
+    assert landed[["customer_id", "city"]].values.tolist() == [["C-1", "Leeds"], ["C-2", "York"]]
+    quarantined = lake.read("quarantine_customers").to_pandas()
+    assert quarantined[["record_id", "rule", "offset"]].to_dict("records") == [
+        {"record_id": "C-2", "rule": "duplicate_of(crm.csv:3)", "offset": "crm.csv:4"},
+        {"record_id": "C-2", "rule": "duplicate_of(crm.csv:3)", "offset": "crm.csv:5"},
+    ]
+    assert landing.result.summary() == {"column_values_to_be_unique(customer_id)": 2}
+
+
+def test_the_kept_copy_is_the_first_that_passes_the_other_rules() -> None:
+    contract = load_contract(EXPECTATIONS / "customers.json")
+    frame = _customers(
+        customer_id=["C-1", "C-2", "C-2", "C-3"],
+        segment=["retail", "UNKNOWN", "premier", "retail"],
+    )
+    for engine in ("auto", "ge"):
+        result = validate_frame(frame, contract, source="crm.csv", engine=engine)
+        good, bad = result.split(frame)
+        assert good["segment"].tolist() == ["retail", "premier", "retail"]
+        assert sorted(zip(bad["offset"], bad["rule"], strict=True)) == [
+            ("1", "column_values_to_be_in_set(segment)"),
+            ("1", "duplicate_of(2)"),
+        ]
+
+
+def test_every_duplicate_is_quarantined_where_the_contract_says_so() -> None:
+    frame = pd.DataFrame({"id": ["A", "B", "B"]})
+    rules = [_rule("column_values_to_be_unique", "id")]
+    for policy, rules_by_offset in (
+        (
+            "quarantine_all",
+            {"1": "column_values_to_be_unique(id)", "2": "column_values_to_be_unique(id)"},
+        ),
+        ("keep_last", {"1": "duplicate_of(2)"}),
+    ):
+        result = _assert_agree(frame, _contract(rules, on_duplicate=policy), fast_rules=1)
+        assert dict(zip(result.quarantine["offset"], result.quarantine["rule"], strict=True)) == (
+            rules_by_offset
+        )
 
 
 def _rule(kind: str, column: str | None = None, **kwargs: object) -> dict:
@@ -214,6 +265,9 @@ def test_fast_path_agrees_with_ge_rule_by_rule(mostly: float | None) -> None:
     """
     rules = _all_rules(mostly)
     result = _assert_agree(_probe_frame(), _contract(rules), fast_rules=len(rules))
+    _assert_agree(
+        _probe_frame(), _contract(rules, on_duplicate="keep_first"), fast_rules=len(rules)
+    )
     if mostly is None:
         counts = [(o.rule, o.unexpected_count) for o in result.outcomes if o.row_level]
         assert ("column_values_to_be_unique(id)", 2) in counts  # B twice; None/NaN aren't dupes

@@ -109,13 +109,14 @@ def land_with_contract(
 ) -> Landing:
     """Validate, split and write; re-running the same batch rewrites the same parts.
 
-    ``refs`` names each row's place in the source (``file:line``) for the quarantine ``offset``;
+    ``refs`` names each row's place in the source (``file:line``) for the quarantine ``offset``
+    and a duplicate's ``duplicate_of(<kept copy>)`` reason;
     ``pre_quarantined`` are records the connector already refused (unparseable, wrong type),
     written to the same quarantine part; ``lineage`` adds constant columns (batch id, ingest
     time) to the landed rows only, after validation, so contracts see the source's columns.
     """
     frame = frame.reset_index(drop=True)
-    result = validate_frame(frame, contract, source=source)
+    result = validate_frame(frame, contract, source=source, refs=refs)
     if result.table_failures:
         names = ", ".join(o.rule for o in result.table_failures)
         raise ValueError(

@@ -32,6 +32,12 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from aios_dagster.lib.contracts.duplicates import (
+    DUPLICATE_POLICIES,
+    DuplicatePolicy,
+    extra_copies,
+)
+
 if TYPE_CHECKING:
     from great_expectations.expectations.expectation import Expectation
 
@@ -58,6 +64,8 @@ class Contract:
     max_quarantine_fraction: float
     suite: dict[str, Any]
     path: Path
+    # What a repeated value of a uniqueness rule does: see ``contracts.duplicates``.
+    on_duplicate: DuplicatePolicy = "quarantine_all"
 
     @property
     def blocking(self) -> bool:
@@ -69,6 +77,12 @@ def load_contract(path: Path) -> Contract:
     meta = data.get("meta", {}).get("contract")
     if meta is None:
         raise ValueError(f"{path}: suite has no meta.contract block (record_id, severity, ...)")
+    on_duplicate = meta.get("on_duplicate", "quarantine_all")
+    if on_duplicate not in DUPLICATE_POLICIES:
+        raise ValueError(
+            f"{path}: meta.contract.on_duplicate must be one of {', '.join(DUPLICATE_POLICIES)},"
+            f" not {on_duplicate!r}"
+        )
     return Contract(
         name=data["name"],
         version=int(meta.get("version", 1)),
@@ -77,6 +91,7 @@ def load_contract(path: Path) -> Contract:
         max_quarantine_fraction=float(meta.get("max_quarantine_fraction", 0.01)),
         suite=data,
         path=path,
+        on_duplicate=on_duplicate,
     )
 
 
@@ -372,9 +387,11 @@ def _quarantine(
     frame: pd.DataFrame,
     contract: Contract,
     source: str,
-    failed: Sequence[tuple[str, str | None, np.ndarray]],
+    failed: Sequence[tuple[str, str | None, np.ndarray, np.ndarray | None]],
 ) -> tuple[pd.DataFrame, pd.Index]:
     """One quarantine row per (failed rule, row), built column-wise from the failing positions.
+
+    Each failure is (rule, column, positions, per-row rule text or None for the rule's name).
 
     A record whose id is null gets a null ``record_id`` (never the text "None"/"nan"): its
     ``offset`` is what identifies it.
@@ -382,12 +399,12 @@ def _quarantine(
     columns: dict[str, list[np.ndarray]] = {c: [] for c in QUARANTINE_COLUMNS}
     label = f"{contract.name}@v{contract.version}"
     ids = frame[contract.record_id] if contract.record_id in frame.columns else None
-    for rule, column, index in failed:
+    for rule, column, index, row_rules in failed:
         n = len(index)
         columns["dataset"].append(_const(contract.name, n))
         columns["record_id"].append(_const(None, n) if ids is None else _text(ids.take(index)))
         columns["contract"].append(_const(label, n))
-        columns["rule"].append(_const(rule, n))
+        columns["rule"].append(_const(rule, n) if row_rules is None else row_rules)
         columns["column"].append(_const(column, n))
         columns["value"].append(
             _text(frame[column].take(index)) if column in frame.columns else _const(None, n)
@@ -398,9 +415,57 @@ def _quarantine(
         c: np.concatenate(parts) if parts else np.empty(0, dtype=object)
         for c, parts in columns.items()
     }
-    positions = [index for _, _, index in failed]
+    positions = [index for _, _, index, _ in failed]
     bad = np.unique(np.concatenate(positions)) if positions else np.empty(0, dtype=np.int64)
     return pd.DataFrame(data, columns=list(QUARANTINE_COLUMNS)), pd.Index(bad, dtype="int64")
+
+
+_UNIQUE = "expect_column_values_to_be_unique"
+
+
+def _keep_one_copy(
+    frame: pd.DataFrame,
+    contract: Contract,
+    expectations: Sequence[Expectation],
+    verdicts: Sequence[_Evaluated | None],
+    refs: Sequence[str] | None,
+) -> list[tuple[_Evaluated, np.ndarray | None]]:
+    """Verdicts with the contract's duplicate policy applied to its uniqueness rules.
+
+    A uniqueness rule then fails only the copies that do not land, each with a per-row
+    ``duplicate_of(<kept copy>)`` reason; every other verdict is returned as it was.
+    """
+    done = [v for v in verdicts if v is not None]
+    others = [
+        v.index
+        for e, v in zip(expectations, done, strict=True)
+        if e.configuration.type != _UNIQUE and v.index is not None and not v.success
+    ]
+    other_failures = np.unique(np.concatenate(others)) if others else np.empty(0, np.int64)
+    final: list[tuple[_Evaluated, np.ndarray | None]] = []
+    for expectation, verdict in zip(expectations, done, strict=True):
+        column = expectation.configuration.kwargs.get("column")
+        copies = None
+        if (
+            expectation.configuration.type == _UNIQUE
+            and verdict.index is not None
+            and isinstance(column, str)
+            and column in frame.columns
+        ):
+            copies = extra_copies(
+                frame[column], verdict.index, contract.on_duplicate, other_failures
+            )
+        if copies is None:
+            final.append((verdict, None))
+            continue
+        considered = int(frame[column].notna().sum())
+        mostly = getattr(expectation, "mostly", None)
+        mostly = 1.0 if mostly is None else float(mostly)
+        count = len(copies.index)
+        success = considered == 0 or _mostly_success(considered, count, mostly)
+        kept = _Evaluated(success, count, True, copies.index, verdict.engine)
+        final.append((kept, copies.rules(refs)))
+    return final
 
 
 def validate_frame(
@@ -410,12 +475,14 @@ def validate_frame(
     source: str,
     now: datetime | None = None,
     engine: Engine = "auto",
+    refs: Sequence[str] | None = None,
 ) -> ContractResult:
     """Validate ``frame`` against ``contract``; ``source`` names where the rows came from.
 
     ``engine="auto"`` evaluates the simple rule types with pandas and the rest with GE (see the
     module docstring); ``engine="ge"`` has GE evaluate every rule, for comparison or doubt.
-    Outcomes are in the contract's order; quarantine rows are by rule, then by row.
+    Outcomes are in the contract's order; quarantine rows are by rule, then by row. ``refs``
+    names each row's place in the source, for the ``duplicate_of(...)`` reason.
     """
     from great_expectations.core import ExpectationSuite
 
@@ -440,9 +507,9 @@ def validate_frame(
             verdicts[i] = verdict
 
     outcomes: list[RuleOutcome] = []
-    failed: list[tuple[str, str | None, np.ndarray]] = []
-    for expectation, verdict in zip(expectations, verdicts, strict=True):
-        assert verdict is not None
+    failed: list[tuple[str, str | None, np.ndarray, np.ndarray | None]] = []
+    final = _keep_one_copy(frame, contract, expectations, verdicts, refs)
+    for expectation, (verdict, row_rules) in zip(expectations, final, strict=True):
         config = expectation.configuration
         column = config.kwargs.get("column")
         rule = _rule_name(config.type, column)
@@ -458,7 +525,7 @@ def validate_frame(
             )
         )
         if not verdict.success and verdict.row_level and verdict.index is not None:
-            failed.append((rule, column, verdict.index))
+            failed.append((rule, column, verdict.index, row_rules))
     quarantine, bad_index = _quarantine(frame, contract, source, failed)
     return ContractResult(
         contract=contract,
