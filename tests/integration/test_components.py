@@ -120,6 +120,16 @@ def test_dg_checks_pass(tmp_path: Path, settings: Settings) -> None:
         assert done.returncode == 0, f"dg {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
 
 
+def test_dg_lists_the_platform_component_types(tmp_path: Path, settings: Settings) -> None:
+    done = _dg(["list", "components", "--json"], tmp_path, settings.data_dir)
+    assert done.returncode == 0, done.stderr
+    types = {c["key"] for c in json.loads(done.stdout)["items"]}
+    assert {
+        "aios_dagster.lib.connectors.component.ConnectorComponent",
+        "aios_dagster.lib.model_component.ModelComponent",
+    } <= types
+
+
 def test_dg_list_defs_shows_the_whole_platform(
     tmp_path: Path, settings: Settings, snapshot: dict[str, Any]
 ) -> None:
