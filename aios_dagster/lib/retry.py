@@ -165,7 +165,7 @@ def call_with_retry(
             state.attempt_number,
             policy.attempts,
             state.upcoming_sleep,
-            _last_error(state),
+            _reason(_last_error(state)),
         )
 
     def give_up(state: tenacity.RetryCallState) -> T:
@@ -195,6 +195,11 @@ def call_with_retry(
 
 def _last_error(state: tenacity.RetryCallState) -> BaseException | None:
     return state.outcome.exception() if state.outcome is not None else None
+
+
+def _reason(exc: BaseException | None) -> str:
+    """The error without the source prefix: the log line already starts with the source."""
+    return exc.reason if isinstance(exc, SourceError) else str(exc)
 
 
 def _retry_after(state: tenacity.RetryCallState) -> float | None:

@@ -10,9 +10,13 @@ skip.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
 import socket
 import sqlite3
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -587,3 +591,107 @@ def test_sqlite_batches_keep_one_schema_when_a_column_is_sparse(tmp_path: Path) 
     assert batches[0].table.schema == batches[1].table.schema
     assert batches[0].table.schema.field("note").type == pa.string()
     assert batches[-1].cursor == {"watermark": 100, "id": "100", "rows": 100}  # numbers stay
+
+
+# -- one retry policy: transient errors retried within a budget, permanent ones never ---------
+
+
+@contextlib.contextmanager
+def table_locked(table: str, release_after_s: float | None) -> Iterator[None]:
+    """Another session holds ``ACCESS EXCLUSIVE`` on ``table`` (a migration), committing after
+    ``release_after_s`` seconds (never, while the block runs, if ``None``)."""
+    holder = psycopg.connect(PG_DSN, connect_timeout=5)
+    holder.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+    timer = threading.Timer(release_after_s, holder.commit) if release_after_s else None
+    if timer:
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer:
+            timer.join()
+        holder.close()
+
+
+def lock_waiting_reader(table: str, **overrides: Any) -> SqlReader:
+    """A reader whose queries give up on a held lock after 200 ms (SQLSTATE 55P03)."""
+    lock_timeout = "options=-c%20lock_timeout%3D200"
+    return pg_reader(table, dsn=f"{PG_DSN}?{lock_timeout}", **overrides)
+
+
+def test_postgres_lock_held_by_a_migration_is_retried_logged_and_recovers(
+    events: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader = lock_waiting_reader(events, backoff_s=0.2, max_retries=20)
+    with caplog.at_level(logging.WARNING), table_locked(events, release_after_s=1.0):
+        batches = run(reader, {})
+    assert sorted(ids(batches)) == list(range(1, 10_001))
+    assert reader.retry_stats.retries >= 1
+    assert reader.retry_stats.metadata()["retries"] == reader.retry_stats.retries
+    logged = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(logged) == reader.retry_stats.retries
+    assert all(m.startswith(reader.describe()) and "lock" in m for m in logged)
+
+
+def test_postgres_retries_stop_at_the_total_time_budget(events: str) -> None:
+    """A lock never released: the run fails within ``retry_total_s``, not after 100 tries."""
+    reader = lock_waiting_reader(events, backoff_s=0.1, max_retries=100, retry_total_s=1.5)
+    started = time.monotonic()
+    with table_locked(events, release_after_s=None), pytest.raises(TransientSourceError) as err:
+        run(reader, {})
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.5 + 1.0  # the budget, plus one attempt, plus slack for a busy machine
+    assert 2 <= reader.retry_stats.attempts < 100
+    assert f"gave up after {reader.retry_stats.attempts} attempt(s)" in str(err.value)
+    assert str(err.value).startswith(reader.describe())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "rule"),
+    [
+        ({"table": "no_such_table"}, "table no_such_table does not exist"),
+        ({"columns": ["note", "no_such_col"]}, "no_such_col not found"),
+        ({"query": "SELECT id, updated_at FROM (VALUES (1)) v(id) WHERE"}, "syntax error"),
+        ({"dsn": "postgresql://postgres@127.0.0.1:5432/no_such_db"}, "does not exist"),
+        ({"dsn": "postgresql://no_such_role@127.0.0.1:5432/test"}, "does not exist"),
+        ({"dsn": f"{PG_DSN}?options=-c%20no_such_setting%3D1"}, "unrecognized configuration"),
+    ],
+)
+def test_postgres_permanent_errors_fail_in_one_attempt(
+    events: str, overrides: dict[str, Any], rule: str
+) -> None:
+    """A long backoff would show: nothing that cannot succeed is tried twice."""
+    config: dict[str, Any] = {
+        "dsn": PG_DSN,
+        "table": None if "query" in overrides else events,
+        "watermark_column": "updated_at",
+        "id_column": "id",
+        "backoff_s": 5.0,
+        "max_retries": 5,
+        **overrides,
+    }
+    reader = SqlReader(SqlSourceConfig(**config))
+    started = time.monotonic()
+    with pytest.raises(PermanentSourceError) as err:
+        run(reader, {})
+    assert time.monotonic() - started < 2.0
+    assert reader.retry_stats.attempts == 1
+    assert reader.retry_stats.retries == 0
+    assert str(err.value).startswith(reader.describe())
+    assert rule in str(err.value)
+
+
+def test_file_db_errors_name_the_database_as_configured(tmp_path: Path) -> None:
+    """The source in every message is the DSN as written (``sqlite:///abs``), not a mangled URL."""
+    path = tmp_path / "named.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE events (id INTEGER, updated_at INTEGER)")
+    conn.close()
+    reader = SqlReader(
+        SqlSourceConfig(
+            dsn=f"sqlite:///{path}", table="missing", watermark_column="updated_at", id_column="id"
+        )
+    )
+    with pytest.raises(PermanentSourceError) as err:
+        run(reader, {})
+    assert str(err.value).startswith(f"sqlite:///{path} table missing")

@@ -44,7 +44,6 @@ import hashlib
 import json
 import math
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -52,7 +51,7 @@ from datetime import time as dt_time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 import adbc_driver_manager
@@ -64,8 +63,10 @@ from aios_dagster.lib.connectors.source import (
     Cursor,
     PermanentSourceError,
     SourceBatch,
+    SourceError,
     TransientSourceError,
 )
+from aios_dagster.lib.retry import RetryPolicy, RetryStats, call_with_retry
 
 T = TypeVar("T")
 
@@ -83,14 +84,18 @@ _PG_SCHEMES = {"postgresql", "postgres"}
 # operator intervention (57P01-3 shutdown, 57014 cancelled/statement timeout), lock and
 # serialization failures.
 _PG_TRANSIENT_STATES = ("08", "53", "57P", "57014", "40001", "40P01", "55P03")
-# Connection failures that no retry can fix: the server answered and said no.
-_PG_PERMANENT_CONNECT = (
-    "does not exist",
-    "authentication failed",
-    "no pg_hba.conf entry",
-    "password",
-    "permission denied",
+# A connection the server refused with FATAL is permanent (unknown database or role, failed
+# authentication, a bad ``options`` parameter), except for these states of the server itself.
+_PG_TRANSIENT_FATAL = (
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "recovery mode",
+    "too many clients",
+    "administrator command",
+    "remaining connection slots",
 )
+_PERMANENT = "the server rejected the connection or the SQL, so asking again cannot succeed"
 
 
 def _check_identifier(value: str, what: str) -> str:
@@ -122,6 +127,9 @@ def redact_dsn(dsn: str) -> str:
         ],
         safe="*",
     )
+    if not netloc and parts.scheme.lower() in _FILE_SCHEMES:
+        # urlunsplit would write sqlite:/path: keep the form the config was written in.
+        return f"{parts.scheme}://{parts.path}" + (f"?{query}" if query else "")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -159,6 +167,21 @@ class SqlSourceConfig(BaseModel):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_retries: int = Field(default=3, ge=0, description="Retries of transient errors.")
     backoff_s: float = Field(default=1.0, ge=0, description="First retry delay (doubles).")
+    max_backoff_s: float = Field(default=30.0, ge=0, description="Longest delay between tries.")
+    retry_total_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="No retry starts later than this after the first try of a query.",
+    )
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.max_retries + 1,
+            first_wait_s=self.backoff_s,
+            max_wait_s=self.max_backoff_s,
+            total_s=self.retry_total_s,
+        )
 
     @field_validator("dsn")
     @classmethod
@@ -307,7 +330,9 @@ class _PostgresBackend(_Backend):
         query = [(k, v) for k, v in parse_qsl(parts.query) if k != "connect_timeout"]
         # libpq takes whole seconds (and treats anything under 2 as 2).
         query.append(("connect_timeout", str(max(2, math.ceil(self.config.connect_timeout_s)))))
-        uri = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), parts.fragment))
+        # quote, not quote_plus: libpq does not read '+' as a space (options=-c%20x%3Dy).
+        params = urlencode(query, quote_via=quote)
+        uri = urlunsplit(("postgresql", parts.netloc, parts.path, params, parts.fragment))
         return pg.connect(uri, autocommit=True)
 
     def query(self, conn: Any, sql: str, params: list[Any]) -> pa.Table:
@@ -323,8 +348,10 @@ class _PostgresBackend(_Backend):
         if state:
             return _Failure(state.startswith(_PG_TRANSIENT_STATES), message)
         if "Failed to connect" in message:
+            # No FATAL: nobody answered (refused, timed out, unresolvable): maybe next time.
             lowered = message.lower()
-            return _Failure(not any(m in lowered for m in _PG_PERMANENT_CONNECT), message)
+            refused = "fatal:" in lowered
+            return _Failure(not refused or any(m in lowered for m in _PG_TRANSIENT_FATAL), message)
         # No SQLSTATE: the connection broke mid-query (server restart, network): retry.
         return _Failure(isinstance(exc, adbc_driver_manager.OperationalError), message)
 
@@ -565,32 +592,39 @@ class _Session:
             self.conn = None
 
     def run(self, action: Callable[[Any], T]) -> T:
-        """``action(connection)`` with retries; driver errors become source errors."""
-        cfg = self.config
-        for attempt in range(cfg.max_retries + 1):
+        """``action(connection)`` under the reader's retry policy.
+
+        Driver errors become source errors here: transient ones drop the connection (a broken
+        one is not reused) and are retried; permanent ones (bad credentials, a missing table,
+        SQL the server rejects) fail at once.
+        """
+        reader = self.reader
+
+        def attempt() -> T:
             try:
                 if self.conn is None:
                     self.conn = self.backend.connect()
                 return action(self.conn)
-            except (PermanentSourceError, TransientSourceError):
+            except SourceError:
                 raise
             except Exception as exc:
                 failure = self.backend.classify(exc)
                 if failure is None:
                     raise
-                if not failure.transient:
-                    raise PermanentSourceError(
-                        self.reader.describe(), None, failure.args[0]
-                    ) from exc
-                self.close()
-                if attempt == cfg.max_retries:
-                    raise TransientSourceError(
-                        self.reader.describe(),
-                        None,
-                        f"unavailable after {attempt + 1} attempt(s): {failure.args[0]}",
-                    ) from exc
-                time.sleep(cfg.backoff_s * 2**attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+                if failure.transient:
+                    self.close()
+                    raise TransientSourceError(reader.describe(), None, failure.args[0]) from exc
+                raise PermanentSourceError(
+                    reader.describe(), None, f"{failure.args[0]} (not retried: {_PERMANENT})"
+                ) from exc
+
+        return call_with_retry(
+            attempt,
+            policy=reader.retry_policy,
+            source=reader.describe(),
+            what="query",
+            stats=reader.retry_stats,
+        )
 
     def prepare(self, *, cached: bool) -> _KeyTypes:
         """Check table and columns exist (clear errors before reading) and learn key types.
@@ -661,6 +695,9 @@ class SqlReader:
         self.backend = _BACKENDS[config.dialect](config, self._scrub)
         self.key_types: _KeyTypes | None = None
         """Learnt by the probe at the start of each run; reused by ``has_new`` (sensors poll)."""
+        self.retry_policy = config.retry_policy
+        self.retry_stats = RetryStats()
+        """Retries over this reader's life, for run metadata."""
 
     # -- SQL building (identifiers only from the validated config) -------------------------
 
