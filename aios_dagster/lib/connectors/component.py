@@ -34,7 +34,7 @@ from aios_dagster.lib.connectors.definitions import (
     ingest_job_name,
 )
 from aios_dagster.lib.connectors.spec import ConnectorSpec
-from aios_dagster.settings import Settings
+from aios_dagster.settings import Settings, current_settings
 
 T = TypeVar("T")
 
@@ -57,7 +57,7 @@ class ConnectorComponent(ConnectorSpec, dg.Component, dg.Resolvable):
     def get_additional_scope(cls) -> Mapping[str, Any]:
         # Called when the defs folder loads (never at import): settings come from the
         # environment the code location runs in.
-        return settings_scope(Settings.from_env())
+        return settings_scope(current_settings())
 
     @classmethod
     def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from aios_dagster.lib.connectors.cursors import ConnectorBusyError, CursorStore
 from aios_dagster.lib.connectors.dedup import latest_records
@@ -16,7 +18,12 @@ from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.runtime import build_reader, run_connector
 from aios_dagster.lib.connectors.source import PermanentSourceError, TransientSourceError
 from aios_dagster.lib.connectors.spec import ConnectorSpec
-from aios_dagster.lib.contracts.landing import count_records, read_quarantine
+from aios_dagster.lib.contracts.landing import (
+    QUARANTINE_SCHEMA,
+    count_records,
+    quarantine_dataset,
+    read_quarantine,
+)
 from aios_dagster.lib.contracts.runner import validate_frame
 from aios_dagster.lib.contracts.store import ContractStore
 from aios_dagster.lib.lake import LakeResource
@@ -72,32 +79,50 @@ def build_connector_asset(spec: ConnectorSpec) -> dg.AssetsDefinition:
                 metadata={"source": exc.source, "record": exc.record or "", "reason": exc.reason},
                 allow_retries=False,
             ) from exc
-        return dg.MaterializeResult(metadata=report.metadata(contract))
+        # The blocking check validates exactly these parts (what this run landed).
+        landed_parts = dg.MetadataValue.json(report.parts)
+        return dg.MaterializeResult(
+            metadata={**report.metadata(contract), LANDED_PARTS: landed_parts}
+        )
 
     return _connector
 
 
+LANDED_PARTS = "landed_parts"
+
+
 def build_contract_check(spec: ConnectorSpec) -> dg.AssetChecksDefinition:
     dataset = spec.dataset
+    key = dg.AssetKey(spec.name)
 
     @dg.asset_check(
-        asset=dg.AssetKey(spec.name),
+        asset=key,
         name=f"{dataset}_contract",
         blocking=True,
-        description=f"Great Expectations contract expectations/{dataset}.json on the landed rows "
-        "(newest copy of each record), and quarantine within the contract's tolerance.",
+        description=f"Great Expectations contract expectations/{dataset}.json on the rows this "
+        "run landed (newest copy of each record), and their quarantine within the contract's "
+        "tolerance. Run on its own, it validates the whole dataset.",
     )
-    def _check(lake: LakeResource, contracts: ContractStore) -> dg.AssetCheckResult:
+    def _check(
+        context: dg.AssetCheckExecutionContext, lake: LakeResource, contracts: ContractStore
+    ) -> dg.AssetCheckResult:
         contract = contracts.load(dataset)
-        # Nothing landed yet (a new optional source, or every record quarantined): the
-        # contract still runs, on zero rows, and the quarantine rate decides.
-        raw = lake.read(f"raw_{dataset}").to_pandas() if lake.parts(f"raw_{dataset}") else None
+        parts = parts_landed_by_run(context, key)
+        raw = read_parts(lake, f"raw_{dataset}", parts)
+        # Nothing landed (a new optional source, or every record quarantined): the contract
+        # still runs, on zero rows, and the quarantine rate decides.
         landed = (
             latest_records(raw, contract.record_id)
             if raw is not None
             else pd.DataFrame(columns=list(spec.schema_))
         )
-        quarantined = read_quarantine(lake, dataset)
+        quarantined = (
+            read_quarantine(lake, dataset)
+            if parts is None
+            else read_parts(lake, quarantine_dataset(dataset), parts)
+        )
+        if quarantined is None:
+            quarantined = pd.DataFrame(columns=QUARANTINE_SCHEMA.names)
         result = validate_frame(landed, contract, source=f"lake/raw_{dataset}")
         bad_records = count_records(quarantined)
         total = len(landed) + bad_records
@@ -112,6 +137,7 @@ def build_contract_check(spec: ConnectorSpec) -> dg.AssetChecksDefinition:
             else dg.AssetCheckSeverity.WARN,
             metadata={
                 "contract": f"{contract.name}@v{contract.version}",
+                "scope": "whole dataset" if parts is None else f"{len(parts)} parts of this run",
                 "rows_landed": len(landed),
                 "records_quarantined": int(bad_records),
                 "quarantine_fraction": round(fraction, 6),
@@ -125,6 +151,28 @@ def build_contract_check(spec: ConnectorSpec) -> dg.AssetChecksDefinition:
         )
 
     return _check
+
+
+def parts_landed_by_run(
+    context: dg.AssetCheckExecutionContext, key: dg.AssetKey
+) -> list[str] | None:
+    """The lake parts the asset wrote in this run, or None when it did not run in this run
+    (a check launched alone re-validates everything)."""
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get(LANDED_PARTS)
+    return None if value is None else list(value.value)  # type: ignore[arg-type]
+
+
+def read_parts(lake: LakeResource, dataset: str, parts: list[str] | None) -> pd.DataFrame | None:
+    """The named parts of a dataset (all parts when ``parts`` is None); None when none exist."""
+    if parts is None:
+        return lake.read(dataset).to_pandas() if lake.parts(dataset) else None
+    tables = [pq.read_table(lake.part_path(dataset, p)) for p in parts if lake.exists(dataset, p)]
+    if not tables:
+        return None
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def ingest_job_name(connector: str) -> str:
