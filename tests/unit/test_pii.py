@@ -160,3 +160,18 @@ def test_a_name_that_is_also_a_word_is_masked_only_where_written_as_a_name() -> 
     assert masked[0] == "We walked up the hill in May. Best wishes,\n[NAME] [NAME]"
     assert masked[1] == "may I ask? thanks, [NAME] [NAME]"
     assert count == 4
+
+
+def test_the_arrow_prefilter_never_hides_a_phone_the_matcher_would_find() -> None:
+    """Rows the RE2 prefilter skips must be rows with no phone: checked row by row."""
+    import pyarrow as pa
+
+    from aios_dagster.lib.connectors.phones import mask_phones, mask_phones_array
+
+    contexts = ("{}", "tel:{}", "call {}.", "({})", "x{}y", "{}:15", "on {}, or", "\n{}\n")
+    numbers = (*FOREIGN_PHONES, "07700 900456", "+44 7700 900123", "12345678", "2026-11-10")
+    texts = [c.format(n) for c in contexts for n in numbers]
+    masked, count = mask_phones_array(pa.array(texts))
+    one_by_one = [mask_phones(t) for t in texts]
+    assert masked.to_pylist() == [t for t, _ in one_by_one]
+    assert count == sum(n for _, n in one_by_one) >= len(FOREIGN_PHONES) * 6

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 
 import phonenumbers
 import pyarrow as pa
@@ -41,7 +42,14 @@ CANDIDATE = (
 # Within a flagged row, Python finds each run (one simple pattern, fast in ``re``) and applies
 # the same three forms to it before asking the matcher.
 _RUN = re.compile(rf"[+(]?\d(?:{_SEP}\d){{6,}}")
-_CONTEXT = 4  # characters either side of a run given to the matcher (it checks what surrounds)
+# Stretches of digits and separators that could hold a run: one character class, so ``re`` skips
+# ordinary text quickly; the exact pattern then runs only inside them.
+_STRETCH = re.compile(r"[+(]?\d[\d \t().\-/]{6,}")
+_NOT_DIGITS = str.maketrans("", "", " \t().-/+")
+# Context the matcher reads around a candidate: whether a letter touches it, and a time's
+# ":mm" after it (libphonenumber's own timestamp rule). More would only defeat the cache.
+_BEFORE, _AFTER = 1, 3
+_LETTERS = str.maketrans(dict.fromkeys(string.ascii_letters, "x"))
 _POSSIBLE = phonenumbers.Leniency.POSSIBLE
 _VALID = phonenumbers.Leniency.VALID
 _IS_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
@@ -83,18 +91,27 @@ def _phones_in_snippet(snippet: str) -> tuple[tuple[int, int], ...]:
 
 def _phone_shaped(run: str) -> bool:
     """The run has the digits of one of the three forms (see :data:`CANDIDATE`)."""
-    digits = sum(c.isdigit() for c in run)
+    digits = len(run.translate(_NOT_DIGITS))
     return digits >= 10 or run.lstrip("(")[:1] in ("+", "0")
 
 
 def find_phones(text: str) -> list[tuple[int, int]]:
     """Start and end of every phone number in ``text``, in order, not overlapping."""
     spans: list[tuple[int, int]] = []
-    for run in _RUN.finditer(text):
+    runs = (
+        run
+        for stretch in _STRETCH.finditer(text)
+        for run in _RUN.finditer(text, stretch.start(), stretch.end())
+    )
+    for run in runs:
         if not _phone_shaped(run.group()):
             continue
-        lo, hi = max(0, run.start() - _CONTEXT), min(len(text), run.end() + _CONTEXT)
-        for start, end in _phones_in_snippet(text[lo:hi]):
+        lo, hi = max(0, run.start() - _BEFORE), min(len(text), run.end() + _AFTER)
+        # The matcher only asks whether a neighbour is a letter, so every ASCII letter reads
+        # the same: a number recurs in many sentences, and the cache sees one snippet.
+        before, after = text[lo : run.start()], text[run.end() : hi]
+        snippet = before.translate(_LETTERS) + run.group() + after.translate(_LETTERS)
+        for start, end in _phones_in_snippet(snippet):
             if not spans or lo + start >= spans[-1][1]:
                 spans.append((lo + start, lo + end))
     return spans
