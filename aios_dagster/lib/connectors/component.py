@@ -18,7 +18,6 @@ location loads::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -66,7 +65,7 @@ class ConnectorComponent(ConnectorSpec, dg.Component, dg.Resolvable):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         data = {**self.model_dump(by_alias=True), "path": str(context.path / "defs.yaml")}
         spec = ConnectorSpec.model_validate(data)
-        if spec.enabled_when_env and not os.environ.get(spec.enabled_when_env):
+        if not spec.enabled:
             # An optional system (helpdesk API, card-event bus) not configured here.
             return dg.Definitions()
         return connector_definitions(spec)
@@ -135,7 +134,7 @@ def connector_specs(settings: Settings) -> list[ConnectorSpec]:
     """Every connector declared under ``Settings.connectors_dir`` whose system is configured."""
     paths = sorted(settings.connectors_dir.glob("*/defs.yaml"))
     specs = [load_connector(p, settings_scope(settings)) for p in paths]
-    return [s for s in specs if not s.enabled_when_env or os.environ.get(s.enabled_when_env)]
+    return [s for s in specs if s.enabled]
 
 
 def load_naming_file(

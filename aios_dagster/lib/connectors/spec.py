@@ -92,7 +92,7 @@ class ConnectorSpec(BaseModel):
     trigger: Trigger = Field(default_factory=Trigger)
     pii: dict[str, PiiRule] = Field(default_factory=dict)
     schema_: dict[str, ColumnType] = Field(alias="schema")
-    enabled_when_env: str | None = None  # only defined when this env var is set (optional systems)
+    enabled: bool = True  # optional systems: templated, e.g. "{{ env.AIOS_NATS_URL is not none }}"
     path: str | None = None  # the YAML file it came from, for error messages
 
     @field_validator("pii", mode="before")
@@ -182,16 +182,3 @@ def load_spec(path: Path, paths: dict[str, str]) -> ConnectorSpec:
     data = resolve_settings_placeholders(data, paths)
     data["path"] = str(path)
     return ConnectorSpec.model_validate(data)
-
-
-def load_specs(
-    directory: Path, paths: dict[str, str], environ: dict[str, str] | None = None
-) -> list[ConnectorSpec]:
-    """Every ``*.yaml`` connector in ``directory`` that is enabled, sorted by name."""
-    env = os.environ if environ is None else environ
-    specs = [load_spec(p, paths) for p in sorted(directory.glob("*.yaml"))]
-    names = [s.name for s in specs]
-    dupes = {n for n in names if names.count(n) > 1}
-    if dupes:
-        raise ValueError(f"{directory}: connector names declared twice: {sorted(dupes)}")
-    return [s for s in specs if not s.enabled_when_env or env.get(s.enabled_when_env)]
