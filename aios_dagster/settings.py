@@ -43,7 +43,9 @@ class Settings:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if environ is None else environ)
-        data_dir = Path(env.get("AIOS_DATA_DIR", "data")).expanduser().resolve()
+        # Never the current directory: a command run from elsewhere must not scatter ``./data``.
+        project = env.get("AIOS_PROJECT_DIR") or _PACKAGE_PARENT
+        data_dir = Path(env.get("AIOS_DATA_DIR") or Path(project) / "data").expanduser().resolve()
         start = env.get("AIOS_START_DATE")
         return cls(
             data_dir=data_dir,

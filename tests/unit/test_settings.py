@@ -1,6 +1,7 @@
 """Settings that decide how scoring reaches Triton: replicas and shared-memory tensors."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,14 @@ def test_replica_urls_reach_the_resource() -> None:
     assert not triton.shared_memory
     single = build_resources(Settings.from_env({}))["triton"]
     assert single.replica_urls() == ["127.0.0.1:8001"] and single.shared_memory
+
+
+def test_the_data_folder_is_the_checkouts_not_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({})
+    assert settings.data_dir == Path(__file__).resolve().parents[2] / "data"
+    moved = Settings.from_env({"AIOS_PROJECT_DIR": str(tmp_path / "checkout")})
+    assert moved.data_dir == tmp_path / "checkout" / "data"
+    assert Settings.from_env({"AIOS_DATA_DIR": str(tmp_path / "d")}).data_dir == tmp_path / "d"
