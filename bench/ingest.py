@@ -20,8 +20,8 @@ In one run it measures rows/s of
 (b2) ``pyarrow_stream_floor``: the same work streamed the way the connector parses
     (``open_csv``, single-threaded, every column as text, quoted newlines allowed, the
     connector's block size, one Parquet row group per block), so memory is bounded like ours;
-(c2) ``pyarrow_plus_pii``: (b2) plus ``apply_pii`` -- the connector's own PII step -- on each
-    100k-row batch (to pandas and back): the middle reference that shows what PII alone costs.
+(c2) ``pyarrow_plus_pii``: (b2) plus ``pii_policy.apply_pii`` -- the connector's own PII step,
+    in Arrow -- on each 100k-row batch: the middle reference that shows what PII alone costs.
 
 Each path runs in its own fresh subprocess (so peak memories do not contaminate each other):
 imports, one warm-up (the first 100k-row batch for (a) and (c2), which is all they need to load
@@ -452,15 +452,13 @@ def stream_floor_factory(work: Work) -> Callable[[str], Any]:
 
 
 def pii_factory(work: Work) -> Callable[[str], Any]:
-    import pyarrow as pa
-
-    from aios_dagster.lib.connectors.runtime import apply_pii
+    from aios_dagster.lib.connectors.pii_policy import TokenCache, apply_pii
 
     spec, _contract, pii = work.connector()
+    tokens = TokenCache(pii)
 
     def transform(table: Any) -> Any:
-        masked, _counts = apply_pii(table.to_pandas(), spec.pii, pii)
-        return pa.Table.from_pandas(masked, preserve_index=False)
+        return apply_pii(table, spec.pii, tokens)[0]
 
     return lambda name, warm=False: _stream(
         work, name, transform, limit=BATCH_ROWS if warm else None
@@ -559,8 +557,7 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
     import great_expectations  # noqa: F401
 
     import aios_dagster.lib.connectors.runtime as runtime
-    from aios_dagster.lib.connectors import files_source
-    from aios_dagster.lib.contracts import landing
+    from aios_dagster.lib.connectors import contract_split, files_source
 
     work = Work(workdir)
     run = ours_factory(work)
@@ -596,18 +593,18 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
     original_batches = files_source.FilesReader.batches
     originals = {
         (runtime, "apply_pii"): runtime.apply_pii,
-        (runtime, "conform"): runtime.conform,
-        (runtime, "land_with_contract"): runtime.land_with_contract,
-        (landing, "validate_frame"): landing.validate_frame,
-        (landing, "record_json"): landing.record_json,
-        (landing.LakeResource, "write"): landing.LakeResource.write,
+        (runtime, "conform_table"): runtime.conform_table,
+        (runtime, "land_table"): runtime.land_table,
+        (contract_split, "validate_frame"): contract_split.validate_frame,
+        (contract_split, "record_copies"): contract_split.record_copies,
+        (contract_split.LakeResource, "write"): contract_split.LakeResource.write,
     }
     labels = {
         "apply_pii": "pii (tokenize + mask + drop)",
-        "conform": "conform (cast to schema)",
-        "land_with_contract": "contract + split + write",
+        "conform_table": "conform (cast to schema)",
+        "land_table": "contract + split + write",
         "validate_frame": "  of which validate_frame",
-        "record_json": "  of which record_json",
+        "record_copies": "  of which quarantined record copies",
         "write": "  of which parquet write",
     }
     read_label = "read (FilesReader: CSV stream, batches)"
@@ -639,9 +636,9 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
         for (owner, attr), fn in originals.items():
             setattr(owner, attr, fn)
         files_source.FilesReader.batches = original_batches  # type: ignore[method-assign]
-    top_level = ("apply_pii", "conform", "land_with_contract", "batches")
+    top_level = ("apply_pii", "conform_table", "land_table", "batches")
     accounted = sum(stages.get(labels[k], 0.0) for k in top_level)
-    stages["to_pandas, quarantine rows, cursor, rest"] = wall - accounted
+    stages["type-failure quarantine rows, cursor, rest"] = wall - accounted
     return {
         "rows": report.rows_in,
         "profiled_total_s": total,
@@ -653,18 +650,19 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
                 k.endswith(f"({name})")
                 for name in (
                     "apply_pii",
-                    "mask_series",
+                    "mask_array",
+                    "mask_phones_array",
                     "mask_signoff_names",
-                    "tokenize_series",
-                    "conform",
-                    "_cast",
-                    "land_with_contract",
+                    "tokenize",
+                    "conform_table",
+                    "_cast_by_value",
+                    "land_table",
+                    "validation_view",
                     "validate_frame",
-                    "record_json",
-                    "to_pandas",
-                    "from_pandas",
+                    "record_copies",
                     "write_table",
                     "batches",
+                    "read_csv",
                 )
             )
         },

@@ -9,6 +9,12 @@ Sources disagree with their declaration in three ways, and each is reported so a
 * a **retyped** column (values that no longer parse as the declared type): each such value's
   row is quarantined under ``type(c: <type>)`` with the value, and the column is reported as
   retyped when most of its values fail.
+
+Batches are cast in Arrow (``conform_table``). Text in the plain forms nearly every source
+writes (``-12``, ``12.50``, ``true``, ``2026-01-01T09:30:00Z``) is cast by Arrow's kernels;
+every other value, and every column that is not text, goes through the value-by-value rules of
+``conform`` (the pandas form, which re-processing uses), so both give the same answer for every
+value. ``tests/connectors/test_conform.py`` holds them to it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aios_dagster.lib.connectors.spec import ColumnType
 
@@ -190,3 +197,118 @@ def conform(
                 drift.retyped[column] = kind
         out[column] = cast
     return out, failures, drift
+
+
+# Plain text forms that Arrow's casts read exactly as the value-by-value rules above do. Floats:
+# at most 15 digits, where both parsers are correctly rounded (pandas is not beyond that).
+# Timestamps: years 1900-2099, inside pandas' nanosecond range, and valid clock fields.
+_PLAIN_INT = r"^-?[0-9]{1,18}$"
+_PLAIN_FLOAT = r"^-?[0-9]+(\.[0-9]+)?$"
+_PLAIN_FLOAT_CHARS = 16
+_PLAIN_TIMESTAMP = (
+    r"^(19|20)[0-9]{2}-[0-9]{2}-[0-9]{2}T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_BOOL_TEXT = {True: pa.array(sorted(_TRUE)), False: pa.array(sorted(_FALSE))}
+
+
+def _flag(condition: pa.Array) -> pa.Array:
+    return pc.fill_null(condition, False)
+
+
+def _is_text(array: pa.Array) -> bool:
+    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+
+
+def _plain(raw: pa.Array, kind: ColumnType) -> pa.Array | None:
+    """Which values Arrow casts directly (None: no fast form for this type)."""
+    if kind == "int64":
+        return _flag(pc.match_substring_regex(raw, _PLAIN_INT))
+    if kind == "float64":
+        short = pc.less_equal(pc.utf8_length(raw), _PLAIN_FLOAT_CHARS)
+        return _flag(pc.and_(short, pc.match_substring_regex(raw, _PLAIN_FLOAT)))
+    if kind == "timestamp":
+        return _flag(pc.match_substring_regex(raw, _PLAIN_TIMESTAMP))
+    if kind == "bool":
+        return _flag(pc.is_in(pc.ascii_lower(raw), pa.concat_arrays(list(_BOOL_TEXT.values()))))
+    return None
+
+
+def _cast_plain(raw: pa.Array, plain: pa.Array, kind: ColumnType) -> pa.Array:
+    subset = pc.if_else(plain, raw, pa.scalar(None, raw.type))
+    if kind == "bool":
+        lowered = pc.ascii_lower(subset)
+        return pc.if_else(
+            pc.is_in(lowered, _BOOL_TEXT[True]),
+            True,
+            pc.if_else(pc.is_in(lowered, _BOOL_TEXT[False]), False, pa.scalar(None, pa.bool_())),
+        )
+    return pc.cast(subset, ARROW_TYPES[kind])
+
+
+def _cast_by_value(values: pa.Array, kind: ColumnType) -> pa.Array:
+    """The value-by-value rules of ``_cast`` for a few values, as an Arrow array."""
+    series = values.to_pandas(integer_object_nulls=True)
+    cast = _cast(series, kind)
+    if kind == "list<string>":
+        return pa.array(cast.tolist(), ARROW_TYPES[kind])
+    return pa.array(cast, ARROW_TYPES[kind], from_pandas=True)
+
+
+def _cast_array(raw: pa.Array, kind: ColumnType) -> pa.Array:
+    """``raw`` cast to ``kind``; a value that cannot be cast becomes null."""
+    target = ARROW_TYPES[kind]
+    if _is_text(raw) and kind in ("string", "date"):
+        return raw.cast(target)
+    plain = _plain(raw, kind) if _is_text(raw) else None
+    if plain is None:
+        return _cast_by_value(raw, kind)
+    try:
+        cast = _cast_plain(raw, plain, kind)
+    except pa.ArrowInvalid:  # a plain-looking value Arrow refuses (February 30th)
+        return _cast_by_value(raw, kind)
+    rest = _flag(pc.and_(pc.is_valid(raw), pc.invert(plain)))
+    if pc.any(rest).as_py():
+        cast = pc.replace_with_mask(cast, rest, _cast_by_value(raw.filter(rest), kind))
+    return cast
+
+
+def _raw_nulls(raw: pa.Array, kind: ColumnType) -> np.ndarray:
+    """Which raw values count as missing: what pandas calls NA (NaN too), lists only None."""
+    if _is_text(raw) or kind == "list<string>" or not pa.types.is_floating(raw.type):
+        return raw.is_null().to_numpy(zero_copy_only=False)
+    return pc.is_null(raw, nan_is_null=True).to_numpy(zero_copy_only=False)
+
+
+def conform_table(
+    table: pa.Table, schema: dict[str, ColumnType]
+) -> tuple[pa.Table, list[TypeFailure], SchemaDrift]:
+    """``conform`` for an Arrow batch: the same cast, failures and drift, kept in Arrow.
+
+    Returns the table in the declared schema (a value that failed to cast is null there: the
+    caller quarantines its row by index), one failure per bad value, and retyped-column drift.
+    """
+    rows = table.num_rows
+    columns: list[pa.Array] = []
+    failures: list[TypeFailure] = []
+    drift = SchemaDrift()
+    for column, kind in schema.items():
+        if column not in table.column_names:
+            columns.append(pa.nulls(rows, ARROW_TYPES[kind]))
+            continue
+        raw = table.column(column).combine_chunks()
+        cast = _cast_array(raw, kind)
+        raw_null = _raw_nulls(raw, kind)
+        bad = cast.is_null().to_numpy(zero_copy_only=False) & ~raw_null
+        if bad.any():
+            rule = f"type({column}: {kind})"
+            where = np.flatnonzero(bad)
+            values = raw.take(pa.array(where)).to_pandas(integer_object_nulls=True)
+            failures += [
+                TypeFailure(int(i), column, rule, str(v)[:500])
+                for i, v in zip(where, values, strict=True)
+            ]
+            if len(where) > RETYPED_SHARE * max(int((~raw_null).sum()), 1):
+                drift.retyped[column] = kind
+        columns.append(cast)
+    return pa.Table.from_arrays(columns, schema=arrow_schema(schema)), failures, drift

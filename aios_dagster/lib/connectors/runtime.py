@@ -19,32 +19,25 @@ import contextlib
 import hashlib
 import importlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel
 
-from aios_dagster.lib.connectors.conform import SchemaDrift, arrow_schema, conform, detect_drift
+from aios_dagster.lib.connectors.conform import SchemaDrift, conform_table, detect_drift
+from aios_dagster.lib.connectors.contract_split import land_table, record_copies
 from aios_dagster.lib.connectors.cursors import CursorStore
-from aios_dagster.lib.connectors.pii import (
-    PiiMasker,
-    mask_names,
-    mask_series,
-    mask_signoff_names,
-    mask_text,
-)
+from aios_dagster.lib.connectors.pii import PiiMasker, mask_text
+from aios_dagster.lib.connectors.pii_policy import TokenCache, apply_pii
 from aios_dagster.lib.connectors.source import Reject, SourceBatch, SourceReader
-from aios_dagster.lib.connectors.spec import ConnectorSpec, PiiRule, resolve_env_placeholders
-from aios_dagster.lib.contracts.landing import (
-    QUARANTINE_SCHEMA,
-    land_with_contract,
-    quarantine_dataset,
-    record_json,
-)
+from aios_dagster.lib.connectors.spec import ConnectorSpec, resolve_env_placeholders
+from aios_dagster.lib.contracts.landing import QUARANTINE_SCHEMA, quarantine_dataset
 from aios_dagster.lib.contracts.runner import Contract
 from aios_dagster.lib.lake import LakeResource
 
@@ -74,36 +67,6 @@ def build_reader(spec: ConnectorSpec, environ: dict[str, str] | None = None) -> 
         raise ValueError(f"connector {spec.name} ({spec.path}): invalid source: {exc}") from exc
     reader: SourceReader = getattr(module, reader_name)(config)
     return reader
-
-
-def apply_pii(
-    frame: pd.DataFrame, rules: dict[str, PiiRule], masker: PiiMasker
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Apply the connector's PII policy; returns the new frame and counts of what was masked."""
-    frame = frame.copy()
-    counts: Counter[str] = Counter()
-    for column, rule in rules.items():
-        if column not in frame.columns or rule.action != "mask":
-            continue
-        frame[column], stats = mask_series(frame[column])
-        counts.update(stats.counts)
-        frame[column], signed = mask_signoff_names(frame[column])
-        counts["NAME"] += signed
-        if rule.names_from and rule.names_from in frame.columns:
-            frame[column], n = mask_names(frame[column], frame[rule.names_from])
-            counts["NAME"] += n
-    for column, rule in rules.items():
-        if column not in frame.columns:
-            continue
-        if rule.action == "tokenize":
-            assert rule.as_ is not None
-            frame[rule.as_] = masker.tokenize_series(frame[column].astype(object))
-            counts["TOKENIZED"] += int(frame[column].notna().sum())
-            if rule.as_ != column:
-                frame = frame.drop(columns=[column])
-        elif rule.action == "drop":
-            frame = frame.drop(columns=[column])
-    return frame, {k: v for k, v in counts.items() if v}
 
 
 @dataclass
@@ -193,80 +156,79 @@ def land_batch(
     contract: Contract,
     *,
     lake: LakeResource,
-    pii: PiiMasker,
+    pii: PiiMasker | TokenCache,
     ingested_at: datetime,
     report: ConnectorReport,
 ) -> None:
-    """Land one batch (steps 1-3 of the module docstring); the caller saves the cursor."""
+    """Land one batch (steps 1-3 of the module docstring); the caller saves the cursor.
+
+    The batch stays in Arrow from the reader to the Parquet part. ``pii`` is the masker, or a
+    run's ``TokenCache`` around it (so a run hashes each identifier once).
+    """
+    tokens = pii if isinstance(pii, TokenCache) else TokenCache(pii)
     stamp = ingested_at.isoformat()
     part = f"ingest_date={ingested_at.date().isoformat()}/{batch.batch_id}"
-    # integer_object_nulls: an int column with a null stays 7, not 7.0 (ids, card numbers).
-    raw = batch.table.to_pandas(integer_object_nulls=True)
-    refs = batch.row_refs or [f"{batch.batch_id}#{i}" for i in range(len(raw))]
+    raw = batch.table
+    rows = raw.num_rows
+    refs = batch.row_refs or [f"{batch.batch_id}#{i}" for i in range(rows)]
     # A reject-only batch (an empty or binary file) has no columns: that is not schema drift.
-    drift = detect_drift(list(raw.columns), spec.expected_source_columns) if len(raw) else None
+    drift = detect_drift(raw.column_names, spec.expected_source_columns) if rows else None
     drift = drift or SchemaDrift()
     if batch.sparse and drift.missing:
         # A JSON message without an optional key is a null, not a changed schema: the
         # contract decides whether that column may be null.
         for column in drift.missing:
-            raw[column] = None
+            raw = raw.append_column(column, pa.nulls(rows, pa.string()))
         drift.missing = []
-    masked, counts = apply_pii(raw, spec.pii, pii)
-    cast, type_failures, retyped = conform(masked, spec.schema_)
+    masked, counts = apply_pii(raw, spec.pii, tokens)
+    cast, type_failures, retyped = conform_table(masked, spec.schema_)
     drift.merge(retyped)
     report.drift.merge(drift)
     report.pii_masked.update(counts)
 
     # The quarantined copy of a record that failed its type or schema keeps the value that
     # failed (masked, not cast to null), so re-processing sees what the source sent.
-    masked_declared = masked[[c for c in spec.schema_ if c in masked.columns]].reset_index(
-        drop=True
-    )
+    masked_declared = masked.select([c for c in spec.schema_ if c in masked.column_names])
     pre = _reject_rows(spec, batch, batch.rejects, stamp)
-    if drift.missing and len(cast):
+    if drift.missing and rows:
         rule = f"schema_missing_column({','.join(drift.missing)})"
-        bad_idx = set(range(len(cast)))
+        everything = range(rows)
         pre += [
-            {
-                **_quarantine_base(spec, batch, stamp, refs[i], masked_declared, i, contract),
-                "rule": rule,
-                "column": drift.missing[0],
-            }
-            for i in range(len(cast))
+            {**base, "rule": rule, "column": drift.missing[0]}
+            for base in _quarantine_base(
+                spec, batch, stamp, refs, masked_declared, everything, contract
+            )
         ]
+        bad = np.ones(rows, dtype=bool)
     else:
-        bad_idx = {f.index for f in type_failures}
+        where = [f.index for f in type_failures]
         pre += [
-            {
-                **_quarantine_base(
-                    spec, batch, stamp, refs[f.index], masked_declared, f.index, contract
-                ),
-                "rule": f.rule,
-                "column": f.column,
-                "value": f.value,
-            }
-            for f in type_failures
+            {**base, "rule": f.rule, "column": f.column, "value": f.value}
+            for f, base in zip(
+                type_failures,
+                _quarantine_base(spec, batch, stamp, refs, masked_declared, where, contract),
+                strict=True,
+            )
         ]
-    keep = [i for i in range(len(cast)) if i not in bad_idx]
-    candidates = cast.iloc[keep].reset_index(drop=True)
+        bad = np.zeros(rows, dtype=bool)
+        bad[where] = True
+    candidates = cast.filter(pa.array(~bad))
     pre_frame = pd.DataFrame(pre, columns=QUARANTINE_SCHEMA.names)
     lake.remove_stale_copies(f"raw_{spec.dataset}", part)
     lake.remove_stale_copies(quarantine_dataset(spec.dataset), part)
-    landing = land_with_contract(
+    landing = land_table(
         lake,
         spec.dataset,
         candidates,
         contract,
         source=batch.source,
-        schema=arrow_schema(spec.schema_),
         part=part,
-        refs=[refs[i] for i in keep],
+        refs=[refs[i] for i in np.flatnonzero(~bad)],
         pre_quarantined=pre_frame,
         lineage={"batch_id": batch.batch_id, "ingested_at": stamp},
     )
     report.batches += 1
-    report.rows_in += len(raw) + len(batch.rejects)
+    report.rows_in += rows + len(batch.rejects)
     report.rows_landed += landing.rows_landed
     report.records_quarantined += landing.records_quarantined
     report.rejects += len(batch.rejects)
@@ -283,23 +245,31 @@ def _quarantine_base(
     spec: ConnectorSpec,
     batch: SourceBatch,
     stamp: str,
-    ref: str,
-    frame: pd.DataFrame,
-    index: int,
+    refs: list[str],
+    masked: pa.Table,
+    rows: Sequence[int],
     contract: Contract,
-) -> dict[str, Any]:
-    record_id = frame.at[index, contract.record_id] if contract.record_id in frame else None
-    return {
-        "dataset": spec.dataset,
-        "record_id": None if record_id is None or pd.isna(record_id) else str(record_id),
-        "contract": f"{contract.name}@v{contract.version}",
-        "value": None,
-        "source": batch.source,
-        "offset": ref,
-        "record": record_json(frame, index),
-        "batch_id": batch.batch_id,
-        "ingested_at": stamp,
-    }
+) -> list[dict[str, Any]]:
+    """The quarantine row of each of ``rows`` before its rule is known: ids and record copy."""
+    records = record_copies(masked, list(rows))
+    ids: list[Any] = [None] * len(records)
+    if contract.record_id in masked.column_names and len(records):
+        taken = masked.column(contract.record_id).take(pa.array(list(rows), pa.int64()))
+        ids = taken.to_pandas(integer_object_nulls=True).tolist()
+    return [
+        {
+            "dataset": spec.dataset,
+            "record_id": None if record_id is None or pd.isna(record_id) else str(record_id),
+            "contract": f"{contract.name}@v{contract.version}",
+            "value": None,
+            "source": batch.source,
+            "offset": refs[i],
+            "record": record,
+            "batch_id": batch.batch_id,
+            "ingested_at": stamp,
+        }
+        for i, record_id, record in zip(rows, ids, records, strict=True)
+    ]
 
 
 def run_connector(
@@ -315,6 +285,7 @@ def run_connector(
     log: Any = None,
 ) -> ConnectorReport:
     """Land every batch after the saved cursor; the cursor advances after each durable write."""
+    tokens = TokenCache(pii)
     with cursors.exclusive(spec.name), contextlib.ExitStack() as stack:
         report = ConnectorReport(connector=spec.name, source=reader.describe())
         report.cursor = cursors.load(spec.name)
@@ -324,7 +295,7 @@ def run_connector(
             # A batch may only move the cursor (an empty last page): nothing to land or check.
             if batch.table.num_rows or batch.rejects:
                 land_batch(
-                    spec, batch, contract, lake=lake, pii=pii, ingested_at=now(), report=report
+                    spec, batch, contract, lake=lake, pii=tokens, ingested_at=now(), report=report
                 )
             cursors.save(spec.name, batch.cursor)
             report.cursor = batch.cursor

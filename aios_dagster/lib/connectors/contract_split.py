@@ -1,0 +1,182 @@
+"""Land an Arrow batch under its contract: good rows to the dataset, bad rows to quarantine.
+
+The Arrow form of ``contracts.landing.land_with_contract``, with the same outputs: the contract
+is evaluated by the same ``validate_frame``, the split, quarantine rows and record copies are the
+same, and the landed part reads back into pandas with the same column types. What differs is
+only where the rows live: the batch stays in Arrow and is written from Arrow, and pandas sees a
+view of it for validation (text columns backed by the same Arrow memory) and the few quarantined
+records as Python values. A million-row landing no longer builds a Python object per cell.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from aios_dagster.lib.contracts.landing import (
+    QUARANTINE_EXTRA,
+    QUARANTINE_SCHEMA,
+    Landing,
+    count_records,
+    quarantine_dataset,
+    record_json,
+)
+from aios_dagster.lib.contracts.runner import Contract, validate_frame
+from aios_dagster.lib.lake import LakeResource
+
+# Rule types whose evaluation reads a text column through calls that give the same answer for
+# pandas' Arrow-backed strings as for Python strings (null test, set membership, duplicates).
+# A column any other rule reads is handed over as Python strings, as it always was.
+_ARROW_SAFE_RULES = frozenset(
+    {
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_null",
+        "expect_column_values_to_be_unique",
+        "expect_column_values_to_be_in_set",
+        "expect_table_columns_to_match_set",
+    }
+)
+_ARROW_SAFE_KWARGS = frozenset({"column", "mostly", "value_set", "column_set", "exact_match"})
+_COLUMN_KWARGS = ("column", "column_A", "column_B")
+_ALL = "*"
+
+# The pandas types the landing has always produced for each Arrow type (nullable ints and
+# bools, nanosecond timestamps): for the validation view, quarantined records and the pandas
+# metadata written with each part.
+_PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+
+
+def _python_columns(contract: Contract) -> frozenset[str]:
+    """Columns that rules outside ``_ARROW_SAFE_RULES`` read (``*``: possibly any column)."""
+    columns: set[str] = set()
+    for expectation in contract.suite.get("expectations", []):
+        kwargs = expectation.get("kwargs", {})
+        mostly = kwargs.get("mostly", 1.0)
+        if (
+            expectation.get("type") in _ARROW_SAFE_RULES
+            and set(kwargs) <= _ARROW_SAFE_KWARGS
+            and isinstance(mostly, int | float)
+        ):
+            continue
+        if "row_condition" in kwargs:
+            return frozenset({_ALL})
+        named = [kwargs.get(key) for key in _COLUMN_KWARGS]
+        named += list(kwargs.get("column_list") or [])
+        columns.update(c for c in named if isinstance(c, str))
+    return frozenset(columns)
+
+
+def _classic(array: pa.ChunkedArray) -> pd.Series:
+    """A column as the pandas landing always held it."""
+    if pa.types.is_timestamp(array.type):
+        return array.to_pandas().astype(f"datetime64[ns, {array.type.tz or 'UTC'}]")
+    if pa.types.is_list(array.type):
+        return pd.Series(array.to_pylist(), dtype=object)
+    return array.to_pandas(types_mapper=_PANDAS_TYPES.get)
+
+
+def _classic_frame(table: pa.Table) -> pd.DataFrame:
+    columns = {n: _classic(c) for n, c in zip(table.column_names, table.columns, strict=True)}
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+
+
+def validation_view(table: pa.Table, contract: Contract) -> pd.DataFrame:
+    """What ``validate_frame`` reads: text it only tests for nulls, sets and duplicates stays
+    in Arrow memory; everything else has the pandas types the landing always had."""
+    python = _python_columns(contract)
+    columns: dict[str, pd.Series] = {}
+    for name, array in zip(table.column_names, table.columns, strict=True):
+        text = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+        if text and name not in python and _ALL not in python:
+            columns[name] = array.to_pandas(types_mapper=lambda _t: pd.StringDtype("pyarrow"))
+        else:
+            columns[name] = _classic(array)
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
+
+
+def record_copies(table: pa.Table, positions: Sequence[int] | np.ndarray) -> list[str]:
+    """``record_json`` of the rows at ``positions`` (in that order, repeats allowed)."""
+    if not len(positions):
+        return []
+    frame = _classic_frame(table.take(pa.array(np.asarray(positions, dtype=np.int64))))
+    return [record_json(frame, i) for i in range(len(frame))]
+
+
+@functools.lru_cache(maxsize=64)
+def _pandas_metadata(schema: pa.Schema) -> dict[bytes, bytes]:
+    """The pandas metadata a part of ``schema`` written from the classic frame carries, so
+    readers get nullable ints and bools back exactly as before."""
+    frame = _classic_frame(pa.Table.from_pylist([{}], schema=schema))
+    for name, field in zip(schema.names, schema, strict=True):
+        if pa.types.is_string(field.type):
+            frame[name] = pd.Series(["x"], dtype=object)  # 'unicode', as a column with text
+    converted = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    return dict(converted.schema.metadata or {})
+
+
+def land_table(
+    lake: LakeResource,
+    dataset: str,
+    table: pa.Table,
+    contract: Contract,
+    *,
+    source: str,
+    part: str,
+    refs: Sequence[str],
+    pre_quarantined: pd.DataFrame,
+    lineage: dict[str, Any],
+) -> Landing:
+    """Validate, split and write ``table`` (already in the landed schema); see the module
+    docstring and ``land_with_contract``, whose arguments and outputs these are."""
+    result = validate_frame(validation_view(table, contract), contract, source=source)
+    if result.table_failures:
+        names = ", ".join(o.rule for o in result.table_failures)
+        raise ValueError(
+            f"{source}: batch breaks table-level rules of contract {contract.name}@v"
+            f"{contract.version}: {names}. Nothing was landed; fix the source or the contract."
+        )
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[result.bad_index.to_numpy()] = False
+    good = table.filter(pa.array(keep))
+
+    bad = result.quarantine.copy()
+    offsets = bad["offset"].astype(int).to_numpy() if len(bad) else np.empty(0, dtype=int)
+    bad["record"] = record_copies(table, offsets)
+    bad["offset"] = [refs[i] for i in offsets]
+    extra = {k: str(v) for k, v in lineage.items() if k in ("batch_id", "ingested_at")}
+    for column in QUARANTINE_EXTRA:
+        if column not in bad:
+            bad[column] = extra.get(column)
+    if len(pre_quarantined):
+        bad = pd.concat([pre_quarantined, bad], ignore_index=True)
+    bad = bad.reindex(columns=QUARANTINE_SCHEMA.names)
+
+    raw_name = f"raw_{dataset}"
+    path = None
+    if good.num_rows or part == "data":
+        landed = good.replace_schema_metadata(_pandas_metadata(table.schema))
+        for name, value in lineage.items():
+            landed = landed.append_column(f"_{name}", pa.array([value] * landed.num_rows))
+        path = lake.write(raw_name, landed, part)
+    else:
+        lake.remove_part(raw_name, part)
+    if len(bad) or part == "data":
+        quarantine = pa.Table.from_pandas(bad, schema=QUARANTINE_SCHEMA, preserve_index=False)
+        lake.write(quarantine_dataset(dataset), quarantine, part)
+    else:
+        lake.remove_part(quarantine_dataset(dataset), part)
+    pre_records = count_records(pre_quarantined)
+    return Landing(
+        dataset=dataset,
+        rows_in=table.num_rows + pre_records,
+        rows_landed=good.num_rows,
+        records_quarantined=result.quarantined_records + pre_records,
+        path=path,
+        result=result,
+        quarantine=bad,
+    )

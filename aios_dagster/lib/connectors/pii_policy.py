@@ -1,0 +1,174 @@
+"""A connector's PII policy applied to one Arrow batch: mask, then tokenize or drop, per column.
+
+The detectors themselves live in ``pii`` (and ``phones``); this module decides which rows and
+values reach them, so that the cost follows the text that can hold an identifier rather than the
+number of rows:
+
+* free text is masked only in rows holding an ``@`` or a digit: every detector needs one (an
+  e-mail address, or the digits of a card, IBAN, phone, sort code or account number), so the
+  other rows would come back unchanged;
+* the sign-off rule only looks at rows with a line break (its name is on the line after) and the
+  sender-name rule only at rows whose sender name is known;
+* each distinct value of a tokenized column is hashed once per run: identifiers repeat across
+  rows and batches, and a token depends on the value and the key alone.
+
+Text columns stay in Arrow throughout. A column of another type (a Parquet integer tokenized or
+masked) takes the same pandas route as before, value by value, so its result cannot differ.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aios_dagster.lib.connectors.pii import (
+    PiiMasker,
+    mask_array,
+    mask_names,
+    mask_series,
+    mask_signoff_names,
+)
+from aios_dagster.lib.connectors.spec import PiiRule
+
+#: Rows without one of these characters hold nothing any detector can find.
+_DETECTABLE = r"[@0-9]"
+
+
+def _is_text(array: pa.ChunkedArray | pa.Array) -> bool:
+    return pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+
+
+def _as_pandas(array: pa.ChunkedArray) -> pd.Series:
+    """A column as the pandas runtime always saw it (an int column with a null keeps ``7``)."""
+    return array.to_pandas(integer_object_nulls=True)
+
+
+def _flag(condition: pa.Array) -> pa.Array:
+    """A row filter from a kernel's answer (a null row is simply not selected)."""
+    return pc.fill_null(condition, False)
+
+
+class TokenCache:
+    """HMAC tokens of the distinct values seen in one run, bounded in size.
+
+    Customer identifiers recur in every batch of an export, so a run hashes each of them once
+    instead of once per batch. When the cache is full it is cleared, never grown: memory stays
+    flat however long the run.
+    """
+
+    def __init__(self, masker: PiiMasker, max_entries: int = 1 << 18) -> None:
+        self.masker = masker
+        self.max_entries = max_entries
+        self._tokens: dict[str, str | None] = {}
+
+    def tokenize(self, array: pa.ChunkedArray) -> pa.Array:
+        """Tokens for a text column; nulls stay null."""
+        encoded = pc.dictionary_encode(array).combine_chunks()
+        values = encoded.dictionary.to_pylist()
+        tokens = self._tokens
+        if len(tokens) + len(values) > self.max_entries:
+            tokens.clear()
+        out: list[str | None] = []
+        for value in values:
+            token = tokens.get(value, "")
+            if token == "":
+                token = tokens[value] = self.masker.tokenize(value)
+            out.append(token)
+        return pc.take(pa.array(out, pa.string()), encoded.indices)
+
+
+def _mask_text(array: pa.Array, names: pa.ChunkedArray | None, counts: Counter[str]) -> pa.Array:
+    """Mask one text column (detectors, sign-offs, the row's sender name), counting by kind."""
+    detectable = _flag(pc.match_substring_regex(array, _DETECTABLE))
+    if pc.any(detectable).as_py():
+        masked, stats = mask_array(array.filter(detectable))
+        counts.update(stats.counts)
+        array = pc.replace_with_mask(array, detectable, masked.cast(pa.string()))
+    signed = _flag(pc.match_substring(array, "\n"))
+    if pc.any(signed).as_py():
+        subset = pd.Series(array.filter(signed).to_pylist(), dtype=object)
+        replaced, n = mask_signoff_names(subset)
+        counts["NAME"] += n
+        array = pc.replace_with_mask(array, signed, pa.array(replaced.tolist(), pa.string()))
+    if names is not None:
+        # ``mask_names`` skips a null text and a null or empty name: so do we, before Python.
+        known = pc.is_valid(array)
+        if _is_text(names):
+            who_text = names.combine_chunks()
+            known = pc.and_(known, _flag(pc.not_equal(who_text, "")))
+        if pc.any(known).as_py():
+            texts = pd.Series(array.filter(known).to_pylist(), dtype=object)
+            who = _as_pandas(names).to_numpy(dtype=object)[known.to_numpy(zero_copy_only=False)]
+            replaced, n = mask_names(texts, pd.Series(who, dtype=object))
+            counts["NAME"] += n
+            array = pc.replace_with_mask(array, known, pa.array(replaced.tolist(), pa.string()))
+    return array
+
+
+def _set(table: pa.Table, name: str, column: pa.Array | pa.ChunkedArray) -> pa.Table:
+    index = table.schema.get_field_index(name)
+    if index < 0:
+        return table.append_column(name, column)
+    return table.set_column(index, name, column)
+
+
+def _mask_pandas(table: pa.Table, column: str, rule: PiiRule, counts: Counter[str]) -> pa.Table:
+    """The pandas route for a column that is not text (its values are strings only here)."""
+    values = _as_pandas(table.column(column))
+    values, stats = mask_series(values)
+    counts.update(stats.counts)
+    values, signed = mask_signoff_names(values)
+    counts["NAME"] += signed
+    if rule.names_from and rule.names_from in table.column_names:
+        values, n = mask_names(values, _as_pandas(table.column(rule.names_from)))
+        counts["NAME"] += n
+    return _set(table, column, pa.array(values.tolist(), pa.string()))
+
+
+def apply_pii(
+    table: pa.Table, rules: Mapping[str, PiiRule], tokens: TokenCache
+) -> tuple[pa.Table, dict[str, int]]:
+    """Apply the connector's PII policy; returns the new table and counts of what was masked.
+
+    Masking comes first for every column (a sender-name column is read before it is itself
+    tokenized or dropped), then tokens replace or join their columns and dropped columns go.
+    """
+    counts: Counter[str] = Counter()
+    for column, rule in rules.items():
+        if column not in table.column_names or rule.action != "mask":
+            continue
+        values = table.column(column)
+        if not _is_text(values):
+            table = _mask_pandas(table, column, rule, counts)
+            continue
+        names = None
+        if rule.names_from and rule.names_from in table.column_names:
+            names = table.column(rule.names_from)
+        masked = _mask_text(values.combine_chunks(), names, counts)
+        table = _set(table, column, masked)
+    for column, rule in rules.items():
+        if column not in table.column_names:
+            continue
+        if rule.action == "tokenize":
+            assert rule.as_ is not None
+            values = table.column(column)
+            if _is_text(values):
+                tokenized: pa.Array = tokens.tokenize(values)
+                present = len(values) - values.null_count
+            else:
+                series = _as_pandas(values)
+                tokenized = pa.array(
+                    tokens.masker.tokenize_series(series.astype(object)).tolist(), pa.string()
+                )
+                present = int(series.notna().sum())
+            table = _set(table, rule.as_, tokenized)
+            counts["TOKENIZED"] += present
+            if rule.as_ != column:
+                table = table.drop_columns([column])
+        elif rule.action == "drop":
+            table = table.drop_columns([column])
+    return table, {k: v for k, v in counts.items() if v}
