@@ -7,6 +7,7 @@ failing API, a run that retries what can never succeed, or an error that does no
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from typing import Any
@@ -323,3 +324,51 @@ def test_config_rejects_unknown_keys_and_non_http_urls() -> None:
         HttpSourceConfig(url="http://x/y", page_sise=10)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="http"):
         HttpSourceConfig(url="ftp://x/y")
+
+
+def test_request_timeout_408_is_retried_like_429(http_api: TicketApi) -> None:
+    """408 says the server gave up waiting for the request: asking again can succeed."""
+    http_api.fail_next(2, 408)
+    reader = make_reader(http_api.url)
+    _, rows = read(reader)
+    assert len(rows) == 1000
+    assert [r.status for r in http_api.requests[:3]] == [408, 408, 200]
+    assert reader.stats.retries == 2
+
+
+@pytest.mark.parametrize("status", [400, 403, 409, 422])
+def test_other_client_errors_are_never_retried(http_api: TicketApi, status: int) -> None:
+    http_api.fail_next(1, status)
+    reader = make_reader(http_api.url, backoff_s=5.0)
+    started = time.monotonic()
+    with pytest.raises(PermanentSourceError, match=f"HTTP {status}"):
+        read(reader)
+    assert time.monotonic() - started < 2.0
+    assert len(http_api.requests) == 1
+    assert reader.stats.retries == 0
+
+
+def test_each_retry_is_logged_naming_the_source(
+    http_api: TicketApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    http_api.fail_next(2, 503)
+    reader = make_reader(http_api.url)
+    with caplog.at_level(logging.WARNING):
+        read(reader)
+    logged = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(logged) == 2
+    assert all(m.startswith(f"{http_api.url}: GET {http_api.url}") for m in logged)
+    assert "HTTP 503" in logged[0]
+
+
+def test_retries_stop_at_the_total_time_budget(http_api: TicketApi) -> None:
+    """An API that keeps failing ends the run within ``retry_total_s``, whatever max_retries."""
+    http_api.fail_next(10_000, 500)
+    reader = make_reader(
+        http_api.url, max_retries=1_000, backoff_s=0.05, max_backoff_s=0.2, retry_total_s=1.0
+    )
+    started = time.monotonic()
+    with pytest.raises(TransientSourceError, match=r"gave up after \d+ attempt\(s\)"):
+        read(reader)
+    assert time.monotonic() - started < 1.0 + 1.0
+    assert 2 <= len(http_api.requests) < 100

@@ -3,12 +3,13 @@
 The reader only knows HTTP and JSON; PII, contracts, Parquet and saving the cursor belong to the
 runtime (see ``connectors.source``). What this module decides, and why:
 
-* **Errors.** Connection errors, timeouts, HTTP 429 and 5xx are retried here with exponential
-  backoff plus jitter (so many workers do not retry in lockstep), honouring ``Retry-After``; when
-  retries run out the run fails with ``TransientSourceError`` and the next run resumes from the
-  last durable cursor. Any other 4xx, a 200 that is not JSON (a proxy's HTML error page) or a
-  page without the configured list is a ``PermanentSourceError``: asking again cannot help, a
-  person must fix the URL, the credentials or the config. Messages name the URL (query secrets
+* **Errors.** Connection errors, timeouts, HTTP 408, 429 and 5xx are retried through the shared
+  policy (``aios_dagster.lib.retry``: exponential backoff plus jitter, bounded in attempts and
+  time, honouring ``Retry-After``); when retries run out the run fails with
+  ``TransientSourceError`` and the next run resumes from the last durable cursor. Any other
+  4xx, a 200 that is not JSON (a proxy's HTML error page) or a page without the configured list
+  is a ``PermanentSourceError``, raised at once: asking again cannot help, a person must fix the
+  URL, the credentials or the config. Messages name the URL (query secrets
   redacted), the status and the start of the body, because that is what the person needs.
 * **Bad records.** An item of the page list that is not a JSON object becomes a ``Reject``
   (``page N item I``, 0-based index into the page's list); the rest of the page is landed.
@@ -46,7 +47,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -54,7 +55,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pyarrow as pa
-import tenacity
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from aios_dagster.lib.connectors.source import (
@@ -65,10 +65,14 @@ from aios_dagster.lib.connectors.source import (
     SourceError,
     TransientSourceError,
 )
+from aios_dagster.lib.retry import RetryPolicy, RetryStats, call_with_retry
 
 BODY_CHARS = 200
 """How much of a response body an error message quotes: enough to recognise it, not a dump."""
 
+# Besides 5xx: too many requests, and a request the server gave up waiting for. Every other
+# 4xx is about the request itself, so repeating it cannot help.
+_TRANSIENT_STATUS = frozenset({408, 429})
 _SECRET_PARAM = re.compile(r"token|key|secret|passw|pwd|sig|auth|credential|session", re.I)
 
 Position = str | int | None
@@ -109,6 +113,11 @@ class HttpSourceConfig(BaseModel):
     max_backoff_s: float = Field(
         default=60.0, ge=0, description="Longest wait; a longer Retry-After fails the run."
     )
+    retry_total_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="No retry of a request starts later than this after its first try.",
+    )
     max_requests_per_s: float | None = Field(default=None, gt=0)
     pages_per_batch: int = Field(default=10, gt=0)
     max_pages: int = Field(default=1000, gt=0, description="Safety cap on pages per read.")
@@ -126,10 +135,14 @@ class HttpStats:
     otherwise: a run that needed 40 retries looks exactly like one that needed none)."""
 
     requests: int = 0
-    retries: int = 0
+    retry: RetryStats = field(default_factory=RetryStats)
     pages: int = 0
     records: int = 0
     rejects: int = 0
+
+    @property
+    def retries(self) -> int:
+        return self.retry.retries
 
 
 @dataclass(frozen=True)
@@ -138,15 +151,6 @@ class _Page:
     position: Position  # the position that fetched it
     items: list[Any]
     next: Position  # None at the end of the collection
-
-
-class _Retryable(Exception):
-    """An attempt that may succeed if repeated (tenacity retries only this type)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 def redact_url(url: str) -> str:
@@ -259,8 +263,11 @@ class HttpReader:
         self._source = redact_url(config.url)
         self._interval = 1.0 / config.max_requests_per_s if config.max_requests_per_s else 0.0
         self._next_slot = 0.0
-        self._backoff = tenacity.wait_exponential_jitter(
-            initial=config.backoff_s, max=config.max_backoff_s, jitter=config.backoff_s
+        self._retry_policy = RetryPolicy(
+            attempts=config.max_retries + 1,
+            first_wait_s=config.backoff_s,
+            max_wait_s=config.max_backoff_s,
+            total_s=config.retry_total_s,
         )
 
     def describe(self) -> str:
@@ -453,40 +460,15 @@ class HttpReader:
             now = time.monotonic()
         self._next_slot = max(now, self._next_slot) + self._interval
 
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        delay = float(self._backoff(state))
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            delay = max(delay, exc.retry_after)
-        return delay
-
-    def _count_retry(self, state: tenacity.RetryCallState) -> None:
-        self.stats.retries += 1
-
     def _get_json(self, client: httpx.Client, request: httpx.Request, url: str, where: str) -> Any:
         """One logical GET: retried while transient, parsed as JSON, classified otherwise."""
-        attempts = 0
-
-        def attempt() -> Any:
-            nonlocal attempts
-            attempts += 1
-            return self._attempt(client, request, url, where)
-
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.config.max_retries + 1),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception_type(_Retryable),
-            before_sleep=self._count_retry,
-            reraise=True,
+        return call_with_retry(
+            lambda: self._attempt(client, request, url, where),
+            policy=self._retry_policy,
+            source=self._source,
+            what=f"GET {url}",
+            stats=self.stats.retry,
         )
-        try:
-            return retrying(attempt)
-        except _Retryable as exc:
-            raise TransientSourceError(
-                self._source,
-                where,
-                f"GET {url} failed after {attempts} attempt(s); last error: {exc.reason}",
-            ) from exc
 
     def _attempt(self, client: httpx.Client, request: httpx.Request, url: str, where: str) -> Any:
         self._throttle()
@@ -498,22 +480,20 @@ class HttpReader:
                 self._source, where, f"GET {url}: {type(exc).__name__}: {exc}"
             ) from exc
         except httpx.TransportError as exc:  # connect/read/write errors, timeouts, resets
-            raise _Retryable(f"{type(exc).__name__}: {str(exc) or 'no detail'}") from exc
+            raise TransientSourceError(
+                self._source, where, f"{type(exc).__name__}: {str(exc) or 'no detail'}"
+            ) from exc
         status = response.status_code
         phrase = f"HTTP {status} {response.reason_phrase}".rstrip()
-        if status == 429 or status >= 500:
+        if status in _TRANSIENT_STATUS or status >= 500:
             retry_after = _retry_after(response) if status in (429, 503) else None
-            reason = f"{phrase}: {_body_start(response)}"
-            if retry_after is not None and retry_after > self.config.max_backoff_s:
-                # Honouring it would stall the run for longer than configured; fail now and let
-                # the next run (from the durable cursor) come back later.
-                raise TransientSourceError(
-                    self._source,
-                    where,
-                    f"GET {url}: {reason} (Retry-After {retry_after:.0f}s exceeds "
-                    f"max_backoff_s={self.config.max_backoff_s:g})",
-                )
-            raise _Retryable(reason, retry_after)
+            hint = f" (Retry-After {retry_after:.0f}s)" if retry_after is not None else ""
+            raise TransientSourceError(
+                self._source,
+                where,
+                f"{phrase}: {_body_start(response)}{hint}",
+                retry_after=retry_after,
+            )
         if not 200 <= status < 300:
             raise PermanentSourceError(
                 self._source, where, f"GET {url} -> {phrase}: {_body_start(response)}"
