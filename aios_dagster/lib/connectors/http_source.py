@@ -273,6 +273,11 @@ class HttpReader:
     def describe(self) -> str:
         return self._source
 
+    @property
+    def retry_stats(self) -> RetryStats:
+        """Retries over this reader's life, for run metadata (as every retrying reader has)."""
+        return self.stats.retry
+
     # -- reading -----------------------------------------------------------------------------
 
     def batches(self, cursor: Cursor) -> Iterator[SourceBatch]:
