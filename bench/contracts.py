@@ -27,10 +27,8 @@ planted rows, so the benchmark cannot time the wrong work. Results go to
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _common import Results, add_output_argument, measure_rate, print_ratios, print_table
 
 from aios_dagster.lib.contracts.runner import Contract, load_contract, validate_frame
 
@@ -146,17 +145,6 @@ class PlainGE:
         return batch.validate(self.suite, result_format={"result_format": result_format})
 
 
-def measure(fn: Callable[[], Any], rows: int, reps: int) -> tuple[float, list[float], Any]:
-    """Warm up once, then time ``reps`` runs; returns (median rows/s, all rows/s, last output)."""
-    output = fn()
-    rates: list[float] = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        output = fn()
-        rates.append(rows / (time.perf_counter() - started))
-    return statistics.median(rates), rates, output
-
-
 def _status_kib(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
@@ -228,9 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--bad-fraction", type=float, default=0.001)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument(
-        "--output", type=Path, default=Path(__file__).parent / "results" / "contracts.json"
-    )
+    add_output_argument(parser, "contracts")
     args = parser.parse_args(argv)
 
     contract = load_contract(CONTRACT)
@@ -260,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     peaks: dict[str, float] = {}
     for key, label, fn in paths:
         started = time.perf_counter()
-        median, all_rates, outputs[key] = measure(fn, args.rows, args.reps)
+        median, all_rates, outputs[key] = measure_rate(fn, args.rows, args.reps)
         rates[key] = (median, all_rates)
         peaks[key] = peak_mib(fn)
         print(f"  {label}: {time.perf_counter() - started:.1f} s for warm-up, reps and memory")
@@ -269,10 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     assert check(outputs["validate_frame_ge"], *ge_outputs) == counts
     engines = sorted({o.engine for o in outputs["validate_frame"].outcomes})
 
-    ours = rates["validate_frame"][0]
-    report = {
-        "benchmark": "contracts",
-        "params": {
+    results = Results(
+        "contracts",
+        params={
             "rows": args.rows,
             "columns": len(frame.columns),
             "contract": f"{contract.name}@v{contract.version}",
@@ -291,32 +276,35 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "python": sys.version.split()[0],
         },
-        "measurements": {
-            **{key: {"value": rates[key][0], "unit": "rows/s"} for key, _, _ in paths},
-            **{f"{key}_peak_rss": {"value": peaks[key], "unit": "MiB"} for key, _, _ in paths},
-        },
-        "ratios": {
-            "vs_plain_ge": ours / rates["plain_ge"][0],
-            "vs_ge_complete": ours / rates["ge_complete"][0],
-            "ge_engine_vs_plain_ge": rates["validate_frame_ge"][0] / rates["plain_ge"][0],
-        },
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    )
+    for key, _, _ in paths:
+        results.measure(key, rates[key][0], "rows/s")
+    for key, _, _ in paths:
+        results.measure(f"{key}_peak_rss", peaks[key], "MiB")
+    ours = rates["validate_frame"][0]
+    results.ratio("vs_plain_ge", ours / rates["plain_ge"][0])
+    results.ratio("vs_ge_complete", ours / rates["ge_complete"][0])
+    results.ratio("ge_engine_vs_plain_ge", rates["validate_frame_ge"][0] / rates["plain_ge"][0])
+    results.write(args.output)
 
     print(f"\ncontracts: {args.rows:,} rows, {contract.name}@v{contract.version}, ", end="")
     print(f"{sum(counts.values()):,} bad rows over {len(counts)} rules")
-    print(f"{'path':<44} {'median rows/s':>14} {'s/run':>7} {'peak MiB':>9}  all reps (rows/s)")
-    for key, label, _ in paths:
-        median, all_rates = rates[key]
-        reps = ", ".join(f"{r:,.0f}" for r in all_rates)
-        print(f"{label:<44} {median:>14,.0f} {args.rows / median:>7.2f} {peaks[key]:>9.0f}  {reps}")
-    ratios = report["ratios"]
-    print(
-        f"ratios (ours / GE rows/s): vs plain GE {ratios['vs_plain_ge']:.2f}x, "
-        f"vs GE COMPLETE {ratios['vs_ge_complete']:.2f}x; engine=ge vs plain GE "
-        f"{ratios['ge_engine_vs_plain_ge']:.2f}x; rules, counts and rows agree"
+    print_table(
+        ["path", "median rows/s", "s/run", "peak MiB", "all reps (rows/s)"],
+        [
+            [
+                label,
+                rates[key][0],
+                args.rows / rates[key][0],
+                peaks[key],
+                ", ".join(f"{r:,.0f}" for r in rates[key][1]),
+            ]
+            for key, label, _ in paths
+        ],
+        ["s", ",.0f", ".2f", ".0f", "s"],
     )
+    print_ratios(results.ratios)
+    print("rules, counts and rows agree")
     print(f"wrote {args.output}")
     return 0
 
