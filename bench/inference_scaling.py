@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import Results, add_output_argument, print_table
 
 MODEL_NAME = "bench_router"
 HEADS = {"queue": 6, "priority": 3}
@@ -182,7 +183,7 @@ def worker(rows: int, slice_rows: int, n_features: int, reps: int, min_rows: int
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--slice-rows", type=int, default=100_000)
@@ -192,79 +193,55 @@ def main(argv: list[str] | None = None) -> int:
         "--min-rows", type=int, default=1_000_000, help="repeat small sizes up to this many rows"
     )
     parser.add_argument("--worker-rows", type=int, help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--output", type=Path, default=Path(__file__).parent / "results" / "inference_scaling.json"
+    add_output_argument(parser, "inference_scaling")
+    return parser.parse_args(argv)
+
+
+def run_size(rows: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``worker`` for one size in a fresh subprocess (its own memory high-water mark)."""
+    started = time.perf_counter()
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            f"--worker-rows={rows}",
+            f"--slice-rows={args.slice_rows}",
+            f"--features={args.features}",
+            f"--reps={args.reps}",
+            f"--min-rows={args.min_rows}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    args = parser.parse_args(argv)
-    # Other work on the machine skews every figure; record how busy it was.
-    load_at_start = round(os.getloadavg()[0], 2)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stderr[-4000:])
+        raise SystemExit(f"worker for {rows} rows failed with code {completed.returncode}")
+    run: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    run["subprocess_s"] = time.perf_counter() - started
+    return run
 
-    if args.worker_rows is not None:
-        report = worker(args.worker_rows, args.slice_rows, args.features, args.reps, args.min_rows)
-        sys.stdout.write(json.dumps(report) + "\n")
-        return 0
 
-    sizes = [int(s) for s in args.sizes.split(",")]
-    runs: dict[str, dict[str, Any]] = {}
-    for rows in sizes:
-        started = time.perf_counter()
-        completed = subprocess.run(
-            [
-                sys.executable,
-                str(Path(__file__).resolve()),
-                f"--worker-rows={rows}",
-                f"--slice-rows={args.slice_rows}",
-                f"--features={args.features}",
-                f"--reps={args.reps}",
-                f"--min-rows={args.min_rows}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if completed.returncode != 0:
-            sys.stderr.write(completed.stderr[-4000:])
-            raise SystemExit(f"worker for {rows} rows failed with code {completed.returncode}")
-        runs[_label(rows)] = json.loads(completed.stdout.strip().splitlines()[-1])
-        runs[_label(rows)]["subprocess_s"] = time.perf_counter() - started
+PER_SIZE_PARAMS = (
+    "slices",
+    "reps",
+    "max_abs_error_sampled",
+    "triton_wall_s",
+    "subprocess_s",
+    "separate_peaks",
+    "triton_all",
+    "in_process_all",
+    "client_base_rss_mib",
+    "server_base_hwm_mib",
+)
 
-    measurements: dict[str, dict[str, float | str]] = {}
-    ratios: dict[str, float] = {}
-    for label, run in runs.items():
-        measurements[f"triton_resource_{label}"] = {
-            "value": run["triton_rows_per_s"],
-            "unit": "rows/s",
-        }
-        measurements[f"in_process_{label}"] = {
-            "value": run["in_process_rows_per_s"],
-            "unit": "rows/s",
-        }
-        measurements[f"client_peak_rss_{label}"] = {
-            "value": run["client_peak_rss_mib"],
-            "unit": "MiB",
-        }
-        measurements[f"in_process_peak_rss_{label}"] = {
-            "value": run["in_process_peak_rss_mib"],
-            "unit": "MiB",
-        }
-        measurements[f"server_peak_rss_{label}"] = {
-            "value": run["server_peak_rss_mib"],
-            "unit": "MiB",
-        }
-        ratios[f"vs_in_process_{label}"] = run["triton_rows_per_s"] / run["in_process_rows_per_s"]
-    labels = list(runs)
-    if len(labels) > 1:
-        small, large = labels[0], labels[-1]
-        ratios[f"linearity_{large}_vs_{small}"] = (
-            runs[large]["triton_rows_per_s"] / runs[small]["triton_rows_per_s"]
-        )
-        ratios[f"in_process_linearity_{large}_vs_{small}"] = (
-            runs[large]["in_process_rows_per_s"] / runs[small]["in_process_rows_per_s"]
-        )
 
-    report = {
-        "benchmark": "inference_scaling",
-        "params": {
+def build_results(
+    args: argparse.Namespace, sizes: list[int], runs: dict[str, dict[str, Any]], load: float
+) -> Results:
+    results = Results(
+        "inference_scaling",
+        params={
             "sizes": sizes,
             "slice_rows": args.slice_rows,
             "features": args.features,
@@ -280,53 +257,85 @@ def main(argv: list[str] | None = None) -> int:
             "process group",
             "server": "tritonserver 2.51 (nvidia-pytriton 0.7.0), CPU, python backend",
             "cpu_count": os.cpu_count(),
-            "loadavg_1m_at_start": load_at_start,
+            "loadavg_1m_at_start": load,
             "python": sys.version.split()[0],
             "per_size": {
-                label: {
-                    key: run[key]
-                    for key in (
-                        "slices",
-                        "reps",
-                        "max_abs_error_sampled",
-                        "triton_wall_s",
-                        "subprocess_s",
-                        "separate_peaks",
-                        "triton_all",
-                        "in_process_all",
-                        "client_base_rss_mib",
-                        "server_base_hwm_mib",
-                    )
-                }
-                for label, run in runs.items()
+                label: {key: run[key] for key in PER_SIZE_PARAMS} for label, run in runs.items()
             },
         },
-        "measurements": measurements,
-        "ratios": ratios,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    )
+    for label, run in runs.items():
+        results.measure(f"triton_resource_{label}", run["triton_rows_per_s"], "rows/s")
+        results.measure(f"in_process_{label}", run["in_process_rows_per_s"], "rows/s")
+        results.measure(f"client_peak_rss_{label}", run["client_peak_rss_mib"], "MiB")
+        results.measure(f"in_process_peak_rss_{label}", run["in_process_peak_rss_mib"], "MiB")
+        results.measure(f"server_peak_rss_{label}", run["server_peak_rss_mib"], "MiB")
+        results.ratio(
+            f"vs_in_process_{label}", run["triton_rows_per_s"] / run["in_process_rows_per_s"]
+        )
+    labels = list(runs)
+    if len(labels) > 1:
+        small, large = runs[labels[0]], runs[labels[-1]]
+        pair = f"{labels[-1]}_vs_{labels[0]}"
+        results.ratio(f"linearity_{pair}", large["triton_rows_per_s"] / small["triton_rows_per_s"])
+        results.ratio(
+            f"in_process_linearity_{pair}",
+            large["in_process_rows_per_s"] / small["in_process_rows_per_s"],
+        )
+    return results
 
+
+def print_summary(
+    args: argparse.Namespace, runs: dict[str, dict[str, Any]], results: Results
+) -> None:
     print(
         f"\ninference_scaling: {args.features} features, heads {HEADS}, "
         f"slices of {args.slice_rows:,} rows, median of {args.reps}"
     )
-    header = (
-        f"{'rows':>10} {'triton rows/s':>14} {'in-proc rows/s':>15} {'vs in-proc':>10} "
-        f"{'client peak MiB':>16} {'server peak MiB':>16} {'in-proc peak MiB':>17} "
-        f"{'subproc s':>9}"
+    print_table(
+        [
+            "rows",
+            "triton rows/s",
+            "in-proc rows/s",
+            "vs in-proc",
+            "client peak MiB",
+            "server peak MiB",
+            "in-proc peak MiB",
+            "subproc s",
+        ],
+        [
+            [
+                f"{run['rows']:,}",
+                run["triton_rows_per_s"],
+                run["in_process_rows_per_s"],
+                results.ratios[f"vs_in_process_{label}"],
+                run["client_peak_rss_mib"],
+                run["server_peak_rss_mib"],
+                run["in_process_peak_rss_mib"],
+                run["subprocess_s"],
+            ]
+            for label, run in runs.items()
+        ],
+        ["s", ",.0f", ",.0f", ".3f", ",.0f", ",.0f", ",.0f", ".1f"],
     )
-    print(header)
-    for label, run in runs.items():
-        print(
-            f"{run['rows']:>10,} {run['triton_rows_per_s']:>14,.0f} "
-            f"{run['in_process_rows_per_s']:>15,.0f} {ratios[f'vs_in_process_{label}']:>10.3f} "
-            f"{run['client_peak_rss_mib']:>16,.0f} {run['server_peak_rss_mib']:>16,.0f} "
-            f"{run['in_process_peak_rss_mib']:>17,.0f} {run['subprocess_s']:>9.1f}"
-        )
-    for key, value in ratios.items():
+    for key, value in results.ratios.items():
         if key.startswith(("linearity", "in_process_linearity")):
             print(f"{key}: {value:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker_rows is not None:
+        report = worker(args.worker_rows, args.slice_rows, args.features, args.reps, args.min_rows)
+        sys.stdout.write(json.dumps(report) + "\n")
+        return 0
+    # Other work on the machine skews every figure; record how busy it was.
+    load_at_start = round(os.getloadavg()[0], 2)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = {_label(rows): run_size(rows, args) for rows in sizes}
+    results = build_results(args, sizes, runs, load_at_start)
+    results.write(args.output)
+    print_summary(args, runs, results)
     print(f"wrote {args.output}")
     return 0
 
