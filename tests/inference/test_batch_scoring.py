@@ -13,9 +13,11 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import pyarrow.parquet as pq
 import pytest
 
 from aios_dagster.lib.inference.audit import decisions_for, explain
+from aios_dagster.lib.inference.decision_log import in_effect
 from aios_dagster.lib.inference.predictions import build_prediction_asset
 from aios_dagster.lib.inference.sinks import build_sink_assets
 from aios_dagster.lib.serving.triton import TritonResource
@@ -113,6 +115,29 @@ def test_features_that_are_not_finite_fail_at_once_naming_table_and_column(scori
     assert "2026-11-03" in message and "feats" in message and "['x3']" in message
 
 
+def test_a_model_that_disagrees_with_the_catalog_fails_at_once(
+    scoring, publish_random_model, triton_resource: TritonResource
+) -> None:
+    spec, _, res = scoring
+    narrow = publish_random_model(
+        n_features=12, heads={"team": 4, "urgency": 3}, model_name=f"{spec.name}_narrow"
+    )
+    triton_resource.load_model(narrow.name)
+    asset = build_prediction_asset(spec_for(narrow.name), PARTITIONS)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [asset],
+            resources=res,
+            instance=instance,
+            partition_key="2026-11-03",
+            raise_on_error=False,
+        )
+    assert not result.success
+    assert _retries(result) == 0
+    message = _failure_message(result)
+    assert f"{narrow.name}_predictions 2026-11-03" in message and "dims [12]" in message
+
+
 def test_bad_config_fails_at_once_naming_the_field(scoring) -> None:
     spec, assets, res = scoring
     with dg.instance_for_test() as instance:
@@ -157,3 +182,8 @@ def test_the_decision_log_says_which_decision_counts_after_a_failed_run(scoring)
     # The failed run never committed the last day: only the re-execution's decision is there.
     last_day = decisions_for(log_dir, "R-1104-001")
     assert [(d["run_id"], d["in_effect"]) for d in last_day] == [(rerun.run_id, True)]
+    # The whole log keeps both runs' committed days; one decision per email is in effect.
+    assert pq.read_table(log_dir).num_rows == sum(COUNTS.values()) + 5 + 8
+    effective = in_effect(log_dir)
+    assert effective.num_rows == sum(COUNTS.values())
+    assert set(effective.column("run_id").to_pylist()) == {rerun.run_id}

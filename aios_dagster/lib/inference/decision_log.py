@@ -11,7 +11,10 @@ run of the decision that came after it. The history is never rewritten.
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
+
+import pyarrow as pa
 
 DECISION_LOG = "decision_log"
 
@@ -43,3 +46,19 @@ def resolve(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return sorted(resolved, key=lambda d: (d["scored_at"], d["run_id"]))
+
+
+def in_effect(log_dir: Path) -> pa.Table:
+    """The decisions in effect: the newest per (record, model), the whole log read once.
+
+    For analysts and reconciliation (one row per scored email and model, however many runs
+    re-scored it); ``resolve`` gives one record's history.
+    """
+    import duckdb
+
+    with duckdb.connect() as conn:
+        return conn.sql(
+            "select * from read_parquet(?, union_by_name = true) qualify row_number() over "
+            "(partition by record_id, model_name order by scored_at desc, run_id desc) = 1",
+            params=[str(log_dir / "**" / "*.parquet")],
+        ).to_arrow_table()
