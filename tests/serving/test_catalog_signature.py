@@ -1,14 +1,25 @@
 """Scoring refuses to send data when the served model disagrees with the catalog."""
 
+from pathlib import Path
+
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from aios_dagster.lib.inference.batch import ModelSignatureError, score
 from aios_dagster.lib.inference.catalog import DecisionPolicy, HeadSpec, ModelSpec
-from aios_dagster.lib.serving.triton import TritonResource
+from aios_dagster.lib.serving.linear_model import LinearHeadsModel
+from aios_dagster.lib.serving.model_repository import publish_linear_model
+from aios_dagster.lib.serving.triton import TritonPermanentError, TritonResource
+from tests.triton_fixtures import assert_matches_model, random_features
 
 
-def _spec(model: str, numeric: int, heads: tuple[str, ...] = ("queue", "priority")) -> ModelSpec:
+def _spec(
+    model: str,
+    numeric: int,
+    heads: tuple[str, ...] = ("queue", "priority"),
+    input_tensor: str = "features",
+) -> ModelSpec:
     return ModelSpec(
         name="t",
         triton_model=model,
@@ -21,6 +32,7 @@ def _spec(model: str, numeric: int, heads: tuple[str, ...] = ("queue", "priority
         heads=tuple(HeadSpec(h, h) for h in heads),
         policy=DecisionPolicy("p", 0.5, "human_review"),
         min_holdout_accuracy=0.5,
+        input_tensor=input_tensor,
     )
 
 
@@ -52,3 +64,28 @@ def test_missing_head_output_is_named(
     triton_resource.load_model(published.name)
     with pytest.raises(ModelSignatureError, match=r"\['priority_probs'\]"):
         score(_spec(published.name, 16), _table(16), triton_resource, "run-1")
+
+
+def test_the_catalog_input_tensor_name_is_served_and_scored(
+    triton_repository: Path, triton_resource: TritonResource
+) -> None:
+    """A model whose input is not called "features" is published, served and scored."""
+    model = LinearHeadsModel.random(16, {"queue": 6, "priority": 3}, seed=21)
+    publish_linear_model(triton_repository, "named_input", model, input_name="x_in")
+    triton_resource.load_model("named_input")
+    config = triton_resource.get_model_config("named_input")
+    assert [tensor["name"] for tensor in config["input"]] == ["x_in"]
+
+    x = random_features(2500, 16)  # three requests
+    table = pa.table({"id": [f"r{j}" for j in range(2500)]} | {f"x{i}": x[:, i] for i in range(16)})
+    spec = _spec("named_input", 16, input_tensor="x_in")
+    decisions, result = score(spec, table, triton_resource, "run-1")
+    assert decisions.num_rows == 2500 and result.requests == 3
+    assert_matches_model(result.outputs, model, x)
+    expected = model.predict_proba(x)["queue"].argmax(axis=1)
+    labels = np.asarray(model.heads[0].labels)
+    assert decisions.column("queue").to_pylist() == labels[expected].tolist()
+
+    # The name is really what the request carries: the old hard-coded one is refused.
+    with pytest.raises(TritonPermanentError, match="features"):
+        triton_resource.infer("named_input", x[:10], list(result.outputs))

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import tritonclient.grpc as grpcclient
 
+from aios_dagster.lib.serving.channels import ChannelPool
 from aios_dagster.lib.serving.launcher import LocalTritonServer
-from aios_dagster.lib.serving.triton import TritonResource, _Channels, _ShmPool
+from aios_dagster.lib.serving.shared_memory import ShmPool, infer_via_shm
+from aios_dagster.lib.serving.triton import TritonResource
 from tests.triton_fixtures import ATOL, PublishFn, random_features
 
 
@@ -64,13 +66,22 @@ def test_a_region_the_server_forgot_is_registered_again(
         "queue_probs": ((1024, 6), np.dtype(np.float32)),
         "priority_probs": ((1024, 3), np.dtype(np.float32)),
     }
-    pool = _ShmPool(1, 1024 * x.shape[1] * 4, layout)
-    channels = _Channels()
+    pool = ShmPool(1, 1024 * x.shape[1] * 4, layout)
+    channels = ChannelPool()
     try:
         slot = pool.lease()
         slot.registered.add(url)  # as if registered before the server restarted
-        version, arrays = resource._infer_via_shm(
-            channels.get(url), url, slot, pool, published.name, "", x, published.output_names
+        version, arrays = infer_via_shm(
+            channels.get(url),
+            url,
+            slot,
+            pool,
+            published.name,
+            "",
+            "features",
+            x,
+            published.output_names,
+            timeout_s=30.0,
         )
         pool.give_back(slot)
     finally:

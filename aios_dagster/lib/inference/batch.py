@@ -16,6 +16,7 @@ import pyarrow as pa
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.serving.triton import (
     InferenceResult,
+    TritonPermanentError,
     TritonResource,
     labels_from_config,
 )
@@ -87,8 +88,8 @@ def decisions_table(
     return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
 
 
-class ModelSignatureError(ValueError):
-    """The served model does not take or produce what the catalog declares."""
+class ModelSignatureError(TritonPermanentError, ValueError):
+    """The served model does not take or produce what the catalog declares (never retried)."""
 
 
 def check_signature(spec: ModelSpec, config: dict, n_features: int) -> None:
@@ -135,12 +136,21 @@ def score(
     """Score every row of ``table`` (feature rows with the spec's id column).
 
     ``model_version`` pins the version (later batches of one day use the first batch's).
+    Requests name the catalog's ``input_tensor``, which ``check_signature`` found served.
+    Transient Triton failures are retried inside the resource; what reaches the caller is
+    either ``TritonTransientError`` (the retry budget ran out) or permanent (``is_permanent``).
     """
     matrix = spec.build_matrix(table)
     config = triton.get_model_config(spec.triton_model)  # one read: signature and labels
     check_signature(spec, config, matrix.shape[1])
     outputs = [f"{h.name}_probs" for h in spec.heads]
-    result = triton.infer(spec.triton_model, matrix, outputs, model_version=model_version)
+    result = triton.infer(
+        spec.triton_model,
+        matrix,
+        outputs,
+        model_version=model_version,
+        input_name=spec.input_tensor,
+    )
     labels = labels_from_config(config)
     ids = [str(v) for v in table.column(spec.id_column).to_pylist()]
     return decisions_table(spec, ids, matrix, result, labels, run_id), result

@@ -17,19 +17,21 @@ Why it works this way:
   (same filesystem) and renamed into place, and ``config.pbtxt`` is replaced with
   ``os.replace``; a Triton that loads concurrently never sees a half-written version. Triton
   ignores non-numeric subdirectories of a model directory.
-* **The config is the contract remote clients read**: labels (``labels_<head>``) and
-  ``feature_names`` are config parameters, so a client only needs the gRPC URL. The config
-  describes the newest version and is rewritten on every publish. Triton needs fixed input
-  dims, so if a publish changes the *signature* (feature names, heads or labels), older
-  versions with another signature would be served under a config that lies about them. In
-  that case the policy becomes ``specific { versions: [...] }`` listing only the versions whose
-  signature matches the newest; otherwise it is ``all {}``. A signature change is a breaking
-  change: roll back across it by re-publishing the old weights (which become a new version).
+* **The config is the contract remote clients read**: the input tensor's name, labels
+  (``labels_<head>``) and ``feature_names`` are in it, so a client only needs the gRPC URL; the
+  backend reads its input name from it too. The config describes the newest version and is
+  rewritten on every publish. Triton needs fixed input dims, so if a publish changes the
+  *signature* (input name, feature names, heads or labels), older versions with another
+  signature would be served under a config that lies about them. In that case the policy
+  becomes ``specific { versions: [...] }`` listing only the versions whose signature matches
+  the newest; otherwise it is ``all {}``. A signature change is a breaking change: roll back
+  across it by re-publishing the old weights (which become a new version).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -45,7 +47,8 @@ CONFIG_FILE = "config.pbtxt"
 WEIGHTS_FILE = "weights.npz"
 MODEL_CARD_FILE = "model_card.json"
 BACKEND_FILE = "model.py"
-INPUT_NAME = "features"
+DEFAULT_INPUT_NAME = "features"
+_TENSOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STAGING_PREFIX = ".staging-"
 _MAX_PUBLISH_ATTEMPTS = 5
 
@@ -91,13 +94,29 @@ def read_model_card(repository: Path, model_name: str, version: int) -> dict[str
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _signature(feature_names: list[str], heads: list[dict[str, object]]) -> str:
-    return json.dumps({"feature_names": feature_names, "heads": heads}, sort_keys=True)
+def _check_input_name(input_name: str) -> None:
+    if not _TENSOR_NAME.match(input_name):
+        raise ValueError(
+            f"input tensor name {input_name!r} must be a letter or '_' followed by letters, "
+            "digits or '_'"
+        )
+
+
+def _card_input_name(card: dict[str, Any]) -> str:
+    # Versions published before the name was recorded were served as "features".
+    return str(card.get("input_name", DEFAULT_INPUT_NAME))
+
+
+def _signature(feature_names: list[str], heads: list[dict[str, object]], input_name: str) -> str:
+    return json.dumps(
+        {"feature_names": feature_names, "heads": heads, "input_name": input_name},
+        sort_keys=True,
+    )
 
 
 def _card_signature(card: dict[str, Any]) -> str | None:
     try:
-        return _signature(list(card["feature_names"]), list(card["heads"]))
+        return _signature(list(card["feature_names"]), list(card["heads"]), _card_input_name(card))
     except (KeyError, TypeError):
         return None
 
@@ -113,12 +132,17 @@ def render_config(
     max_batch_size: int,
     versions: list[int] | None,
     extra_parameters: Mapping[str, str] | None = None,
+    input_name: str = DEFAULT_INPUT_NAME,
 ) -> str:
     """``config.pbtxt`` text; ``versions=None`` means ``version_policy: { all {} }``.
+
+    ``input_name`` names the one input tensor (the catalog's ``input_tensor``); the backend
+    reads it from this config.
 
     ``extra_parameters`` become further string parameters the backend reads (``delay_ms``
     for fault drills); they may not shadow the signature parameters clients rely on.
     """
+    _check_input_name(input_name)
     if versions is None:
         policy = "version_policy: { all {} }"
     else:
@@ -144,7 +168,7 @@ def render_config(
         f"max_batch_size: {max_batch_size}\n"
         f"{policy}\n"
         f"input [\n"
-        f"  {{ name: {_quote(INPUT_NAME)} data_type: TYPE_FP32 dims: [ {model.n_features} ] }}\n"
+        f"  {{ name: {_quote(input_name)} data_type: TYPE_FP32 dims: [ {model.n_features} ] }}\n"
         f"]\n"
         f"output [\n{outputs}\n]\n"
         f"dynamic_batching {{ }}\n"
@@ -175,6 +199,7 @@ def publish_linear_model(
     *,
     max_batch_size: int = 1024,
     extra_parameters: Mapping[str, str] | None = None,
+    input_name: str = DEFAULT_INPUT_NAME,
 ) -> PublishedVersion:
     """Publish ``model`` as the next version of ``model_name`` (or no-op if unchanged).
 
@@ -183,9 +208,12 @@ def publish_linear_model(
     next explicit ``load_model`` (``TritonResource.load_model``). ``extra_parameters`` are
     written into the config as string parameters (see ``render_config``); they describe the
     serving setup, not the weights, so they do not take part in the content hash (re-publishing
-    identical weights stays a no-op that leaves the config untouched).
+    identical weights stays a no-op that leaves the config untouched). ``input_name`` is the
+    input tensor's name: part of the signature, so the same weights under another name are a
+    new version.
     """
     _check_model_name(model_name)
+    _check_input_name(input_name)
     if max_batch_size < 1:
         raise ValueError("max_batch_size must be >= 1")
     repository = Path(repository)
@@ -197,10 +225,12 @@ def publish_linear_model(
     if existing:
         newest = existing[-1]
         try:
-            newest_hash = read_model_card(repository, model_name, newest).get("content_hash")
+            card = read_model_card(repository, model_name, newest)
+            same = card.get("content_hash") == content_hash
+            same = same and _card_input_name(card) == input_name
         except (OSError, ValueError):
-            newest_hash = None
-        if newest_hash == content_hash:
+            same = False
+        if same:
             return PublishedVersion(
                 model_name, newest, content_hash, model_dir / str(newest), created=False
             )
@@ -223,6 +253,7 @@ def publish_linear_model(
                 "content_hash": content_hash,
                 "created_at": datetime.now(UTC).isoformat(),
                 "n_features": model.n_features,
+                "input_name": input_name,
                 "feature_names": list(model.feature_names),
                 "heads": meta_heads,
                 "max_batch_size": max_batch_size,
@@ -246,7 +277,7 @@ def publish_linear_model(
             shutil.rmtree(staging, ignore_errors=True)
 
     # Keep every version servable unless its signature differs from the one the config states.
-    signature = _signature(list(model.feature_names), meta_heads)
+    signature = _signature(list(model.feature_names), meta_heads, input_name)
     compatible: list[int] = []
     all_compatible = True
     for v in list_versions(repository, model_name):
@@ -264,6 +295,7 @@ def publish_linear_model(
         max_batch_size=max_batch_size,
         versions=None if all_compatible else compatible,
         extra_parameters=extra_parameters,
+        input_name=input_name,
     )
     config_path = model_dir / CONFIG_FILE
     if not config_path.exists() or config_path.read_text(encoding="utf-8") != config:

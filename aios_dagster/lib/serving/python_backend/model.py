@@ -10,6 +10,9 @@ Triton hands ``execute`` every request the dynamic batcher gathered; they are co
 computed in one vectorised pass, then split back, because per-call numpy overhead dominates
 small requests.
 
+The input tensor's name is read from the model's own ``config.pbtxt`` (the publisher writes
+the catalog's ``input_tensor`` there), so one copy of this file serves any name.
+
 An optional ``delay_ms`` config parameter makes every ``execute`` sleep that long first. It
 exists so fault tests and capacity drills can reproduce a *slow* server (deadlines, timeouts,
 a call still running when the server is killed) with the real binary instead of a fake;
@@ -27,7 +30,6 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 NPZ_FORMAT_VERSION = 1
-INPUT_NAME = "features"
 
 
 def _softmax_rows(logits: np.ndarray) -> np.ndarray:
@@ -38,7 +40,7 @@ def _softmax_rows(logits: np.ndarray) -> np.ndarray:
 
 
 class TritonPythonModel:
-    """Standardise ``features`` and emit one ``<head>_probs`` output per softmax head."""
+    """Standardise the input features and emit one ``<head>_probs`` output per softmax head."""
 
     def initialize(self, args: dict[str, str]) -> None:
         version_dir = Path(args["model_repository"]) / args["model_version"]
@@ -68,7 +70,13 @@ class TritonPythonModel:
         # Fail the load (not every request) when config.pbtxt and the weights disagree, e.g.
         # an old version whose feature count differs from the rewritten config.
         config = json.loads(args["model_config"])
-        dims = [int(d) for d in config["input"][0]["dims"]]
+        inputs = config.get("input", [])
+        if len(inputs) != 1:
+            raise pb_utils.TritonModelException(
+                f"config.pbtxt must declare exactly one input tensor, found {len(inputs)}"
+            )
+        self.input_name = str(inputs[0]["name"])
+        dims = [int(d) for d in inputs[0]["dims"]]
         if dims != [self.n_features]:
             raise pb_utils.TritonModelException(
                 f"config.pbtxt input dims {dims} do not match weights with "
@@ -101,14 +109,14 @@ class TritonPythonModel:
         arrays: list[np.ndarray | None] = []
         errors: list[str] = []
         for request in requests:
-            tensor = pb_utils.get_input_tensor_by_name(request, INPUT_NAME)
+            tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
             x = None if tensor is None else tensor.as_numpy()
             if self.delay_s and self._cancelled(request):
                 arrays.append(None)
                 errors.append("request cancelled by the client before it was computed")
             elif x is None or x.ndim != 2 or x.shape[1] != self.n_features:
                 arrays.append(None)
-                errors.append(f"input '{INPUT_NAME}' must be [batch, {self.n_features}] FP32")
+                errors.append(f"input '{self.input_name}' must be [batch, {self.n_features}] FP32")
             else:
                 arrays.append(x)
                 errors.append("")
