@@ -102,21 +102,25 @@ def _leaf(part: Message, out: BodyParts) -> None:
         out.has_html = True
 
 
+def _types(part: Message) -> set[str]:
+    return {p.get_content_type() for p in part.walk()}
+
+
 def _alternative(children: list[Message], out: BodyParts) -> None:
-    """One rendering of the same content: the first with plain text, else the first with any."""
-    versions = []
-    for child in children:
+    """One rendering of the same content: the first with plain text, else the first with any.
+
+    Only the chosen rendering is decoded: converting an HTML twin nobody reads is wasted work.
+    """
+    types = [_types(child) for child in children]
+    order = [c for c, t in zip(children, types, strict=True) if "text/plain" in t]
+    order += [c for c in children if c not in order]
+    for child in order:
         version = BodyParts()
         collect(child, version)
-        versions.append(version)
-    chosen = next((v for v in versions if v.plain), None) or next(
-        (v for v in versions if v.texts), None
-    )
-    if chosen is not None:
-        out.texts += chosen.texts
-        out.plain = out.plain or chosen.plain
-    out.has_html = out.has_html or any(v.has_html for v in versions)
-    out.attachments += [name for v in versions for name in v.attachments]
+        if version.texts:
+            out.extend(version)
+            break
+    out.has_html = out.has_html or any("text/html" in t for t in types)
 
 
 def _unsplit(part: Message, out: BodyParts) -> None:

@@ -90,7 +90,16 @@ def _header(msg: Message, name: str) -> str | None:
     value = msg.get(name)
     if value is None:
         return None
-    return strip_nul(str(make_header(decode_header(unfold(str(value)))))).strip() or None
+    text = unfold(str(value))
+    if "=?" in text:  # only encoded-words need decoding, and decoding is most of the cost
+        text = strip_nul(str(make_header(decode_header(text))))
+    return text.strip() or None
+
+
+def _raw_header(msg: Message, name: str) -> str | None:
+    """A header that is never encoded (message ids), unfolded."""
+    value = msg.get(name)
+    return None if value is None else unfold(str(value)).strip() or None
 
 
 def _date(value: object) -> datetime | None:
@@ -160,9 +169,9 @@ def parse_message(
         msg = email.message_from_bytes(raw)
         if msg.defects and not msg.keys():
             raise ValueError(f"not an RFC 5322 message: {msg.defects[0]!r}")
-        message_id = _msgid(_header(msg, "Message-ID"))
-        refs = _header(msg, "References")
-        in_reply_to = _msgid(_header(msg, "In-Reply-To"))
+        message_id = _msgid(_raw_header(msg, "Message-ID"))
+        refs = _raw_header(msg, "References")
+        in_reply_to = _msgid(_raw_header(msg, "In-Reply-To"))
         root = _msgid(refs.split()[0]) if refs else in_reply_to
         thread_root = root or message_id
         # parseaddr on the raw header: decoding encoded-words first would let a display name
