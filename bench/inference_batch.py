@@ -26,19 +26,17 @@ to ``bench/results/inference_batch.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.utils.shared_memory as shm
+from _common import Results, add_output_argument, measure_rate, print_ratios, print_table
 from _served import served_model  # bench/ is the script's folder
 from tritonclient.utils import InferenceServerException
 
@@ -149,17 +147,6 @@ def shm_concurrent(
     return outputs
 
 
-def measure(fn: Callable[[], Outputs], rows: int, reps: int) -> tuple[float, list[float], Outputs]:
-    """Warm up once, then time ``reps`` runs; returns (median rows/s, all rows/s, outputs)."""
-    outputs = fn()
-    rates: list[float] = []
-    for _ in range(reps):
-        started = time.perf_counter()
-        outputs = fn()
-        rates.append(rows / (time.perf_counter() - started))
-    return statistics.median(rates), rates, outputs
-
-
 def check(label: str, got: Outputs, expected: dict[str, np.ndarray]) -> float:
     worst = 0.0
     for head, probs in expected.items():
@@ -170,69 +157,72 @@ def check(label: str, got: Outputs, expected: dict[str, np.ndarray]) -> float:
     return worst
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# Labels of the measured paths, and how the table names them.
+PATHS = {
+    "triton_resource": "triton_resource (shm, 1024 x 4 in flight)",
+    "triton_resource_grpc_only": "triton_resource grpc only",
+    "plain_loop": "plain_loop (1024, 1 thread)",
+    "shm_concurrent": "shm_concurrent (1024 x 4, system shm)",
+    "in_process": "in_process (numpy ceiling)",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--features", type=int, default=256 + 8)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument(
-        "--output", type=Path, default=Path(__file__).parent / "results" / "inference_batch.json"
-    )
-    args = parser.parse_args(argv)
-    # Other work on the machine skews every figure; record how busy it was.
-    load_at_start = round(os.getloadavg()[0], 2)
+    add_output_argument(parser, "inference_batch")
+    return parser.parse_args(argv)
 
-    model = LinearHeadsModel.random(args.features, HEADS, seed=42)
+
+def measure_paths(
+    model: LinearHeadsModel, x: np.ndarray, reps: int
+) -> dict[str, tuple[float, list[float], Outputs]]:
+    """(median rows/s, every rep's rows/s, outputs) of each path in ``PATHS``, one server."""
+    rows = len(x)
     output_names = [f"{head}_probs" for head in HEADS]
-    x = np.random.default_rng(7).normal(0.0, 1.5, size=(args.rows, args.features))
-    x = np.ascontiguousarray(x, dtype=np.float32)
-
     with served_model(
         model, MODEL_NAME, batch_rows=BATCH_ROWS, concurrency=CONCURRENCY, prefix="bench_triton_"
     ) as (server, resource):
-        ours, ours_all, ours_out = measure(
-            lambda: resource.infer(MODEL_NAME, x, output_names).outputs, args.rows, args.reps
-        )
-        plain, plain_all, plain_out = measure(
-            lambda: plain_loop(server.grpc_url, x, output_names), args.rows, args.reps
-        )
         shm_resource = TritonResource(
             url=server.grpc_url,
             max_batch_rows=BATCH_ROWS,
             max_concurrency=CONCURRENCY,
             shared_memory=True,
         )
-        ours_shm, ours_shm_all, ours_shm_out = measure(
-            lambda: shm_resource.infer(MODEL_NAME, x, output_names).outputs,
-            args.rows,
-            args.reps,
-        )
         widths = list(HEADS.values())
-        shared, shared_all, shared_out = measure(
-            lambda: shm_concurrent(server.grpc_url, x, output_names, widths),
-            args.rows,
-            args.reps,
-        )
-        ceiling, ceiling_all, reference = measure(
-            lambda: {f"{k}_probs": v for k, v in model.predict_proba(x).items()},
-            args.rows,
-            args.reps,
-        )
+        # "Ours" is the resource as the platform configures it for this server: a loopback
+        # server gets shared-memory tensors (AIOS_TRITON_SHARED_MEMORY=auto); gRPC only is
+        # what a remote server gets.
+        paths: dict[str, Callable[[], Outputs]] = {
+            "triton_resource_grpc_only": lambda: (
+                resource.infer(MODEL_NAME, x, output_names).outputs
+            ),
+            "plain_loop": lambda: plain_loop(server.grpc_url, x, output_names),
+            "triton_resource": lambda: shm_resource.infer(MODEL_NAME, x, output_names).outputs,
+            "shm_concurrent": lambda: shm_concurrent(server.grpc_url, x, output_names, widths),
+            "in_process": lambda: {f"{k}_probs": v for k, v in model.predict_proba(x).items()},
+        }
+        return {key: measure_rate(fn, rows, reps) for key, fn in paths.items()}
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Other work on the machine skews every figure; record how busy it was.
+    load_at_start = round(os.getloadavg()[0], 2)
+    model = LinearHeadsModel.random(args.features, HEADS, seed=42)
+    x = np.random.default_rng(7).normal(0.0, 1.5, size=(args.rows, args.features))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+
+    measured = measure_paths(model, x, args.reps)
     expected = model.predict_proba(x)
-    err_ours = check("triton_resource", ours_out, expected)
-    err_plain = check("plain_loop", plain_out, expected)
-    err_shm = check("shm_concurrent", shared_out, expected)
-    err_ours_shm = check("triton_resource_shm", ours_shm_out, expected)
-    check("in_process", reference, expected)
+    errors = {key: check(key, out, expected) for key, (_, _, out) in measured.items()}
+    rate = {key: median for key, (median, _, _) in measured.items()}
 
-    # "Ours" is the resource as the platform configures it for this server: a loopback server
-    # gets shared-memory tensors (Settings.triton_shared_memory, AIOS_TRITON_SHARED_MEMORY=auto).
-    grpc_only = ours
-    ours = ours_shm
-    report = {
-        "benchmark": "inference_batch",
-        "params": {
+    results = Results(
+        "inference_batch",
+        params={
             "rows": args.rows,
             "features": args.features,
             "heads": HEADS,
@@ -244,49 +234,31 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_count": os.cpu_count(),
             "loadavg_1m_at_start": load_at_start,
             "python": sys.version.split()[0],
-            "max_abs_error": {
-                "triton_resource": err_ours_shm,
-                "triton_resource_grpc_only": err_ours,
-                "plain_loop": err_plain,
-                "shm_concurrent": err_shm,
-            },
+            "max_abs_error": {k: errors[k] for k in PATHS if k != "in_process"},
         },
-        "measurements": {
-            "triton_resource": {"value": ours, "unit": "rows/s"},
-            "triton_resource_grpc_only": {"value": grpc_only, "unit": "rows/s"},
-            "plain_loop": {"value": plain, "unit": "rows/s"},
-            "in_process": {"value": ceiling, "unit": "rows/s"},
-            "shm_concurrent": {"value": shared, "unit": "rows/s"},
-        },
-        "ratios": {
-            "vs_plain_loop": ours / plain,
-            "vs_in_process": ours / ceiling,
-            "vs_shm_concurrent": ours / shared,
-            "grpc_only_vs_plain_loop": grpc_only / plain,
-        },
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-
-    rows = [
-        ("triton_resource (shm, 1024 x 4 in flight)", ours, ours_shm_all),
-        ("triton_resource grpc only", grpc_only, ours_all),
-        ("plain_loop (1024, 1 thread)", plain, plain_all),
-        ("shm_concurrent (1024 x 4, system shm)", shared, shared_all),
-        ("in_process (numpy ceiling)", ceiling, ceiling_all),
-    ]
-    print(f"\ninference_batch: {args.rows:,} rows x {args.features} features, heads {HEADS}")
-    print(f"{'path':<38} {'median rows/s':>15} {'all reps (rows/s)':>40}")
-    for label, median, rates in rows:
-        reps = ", ".join(f"{r:,.0f}" for r in rates)
-        print(f"{label:<38} {median:>15,.0f} {reps:>40}")
-    print(
-        f"ratios: vs plain loop {ours / plain:.2f}x, vs in-process {ours / ceiling:.3f}x, "
-        f"vs hand-written shm {ours / shared:.2f}x; "
-        f"grpc only vs plain loop {grpc_only / plain:.2f}x; "
-        f"max abs error vs in-process {max(err_ours, err_plain, err_shm, err_ours_shm):.1e}"
     )
-    print(f"wrote {args.output}")
+    for key in ("triton_resource", "triton_resource_grpc_only", "plain_loop", "in_process"):
+        results.measure(key, rate[key], "rows/s")
+    results.measure("shm_concurrent", rate["shm_concurrent"], "rows/s")
+    ours = rate["triton_resource"]
+    results.ratio("vs_plain_loop", ours / rate["plain_loop"])
+    results.ratio("vs_in_process", ours / rate["in_process"])
+    results.ratio("vs_shm_concurrent", ours / rate["shm_concurrent"])
+    grpc_only = rate["triton_resource_grpc_only"]
+    results.ratio("grpc_only_vs_plain_loop", grpc_only / rate["plain_loop"])
+    results.write(args.output)
+
+    print(f"\ninference_batch: {args.rows:,} rows x {args.features} features, heads {HEADS}")
+    print_table(
+        ["path", "median rows/s", "all reps (rows/s)"],
+        [
+            [label, rate[key], ", ".join(f"{r:,.0f}" for r in measured[key][1])]
+            for key, label in PATHS.items()
+        ],
+        ["s", ",.0f", "s"],
+    )
+    print_ratios(results.ratios)
+    print(f"max abs error vs in-process {max(errors.values()):.1e}; wrote {args.output}")
     return 0
 
 
