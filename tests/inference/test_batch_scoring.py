@@ -16,7 +16,7 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from aios_dagster.lib.inference.audit import decisions_for, explain
+from aios_dagster.lib.inference.audit import decisions_for, explain, explain_record
 from aios_dagster.lib.inference.decision_log import in_effect
 from aios_dagster.lib.inference.predictions import build_prediction_asset
 from aios_dagster.lib.inference.sinks import build_sink_assets
@@ -179,6 +179,11 @@ def test_the_decision_log_says_which_decision_counts_after_a_failed_run(scoring)
     assert f"Superseded by run {rerun.run_id}" in explain(history[0], spec)
     assert "Superseded" not in explain(history[1], spec)
     assert explain(history[1], spec).startswith("R-1102-000 -> ")
+    specs = {spec.name: spec}
+    [current] = explain_record(log_dir, "R-1102-000", specs=specs)
+    assert current.endswith("In effect.") and f"run {rerun.run_id}" in current
+    shown = explain_record(log_dir, "R-1102-000", specs=specs, show_all=True)
+    assert len(shown) == 2 and f"Superseded by run {rerun.run_id}" in shown[0]
     # The failed run never committed the last day: only the re-execution's decision is there.
     last_day = decisions_for(log_dir, "R-1104-001")
     assert [(d["run_id"], d["in_effect"]) for d in last_day] == [(rerun.run_id, True)]

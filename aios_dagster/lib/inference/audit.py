@@ -8,6 +8,7 @@ catalog entry (its first head routes), never from this module.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +31,23 @@ def decisions_for(log_dir: Path, record_id: str) -> list[dict[str, Any]]:
     return resolve(table.to_pylist())
 
 
-def spec_for_model(model_name: str) -> ModelSpec:
-    """The catalog entry whose served model made a decision."""
+def _catalog() -> Mapping[str, ModelSpec]:
+    """The declared models; imported on use so reading the log needs no definitions."""
     from aios_dagster.lib.lifecycle.assets import catalog
 
-    specs = [s for s in catalog().values() if s.triton_model == model_name]
-    if not specs:
+    return catalog()
+
+
+def spec_for_model(model_name: str, specs: Mapping[str, ModelSpec] | None = None) -> ModelSpec:
+    """The catalog entry (of ``specs``, default the model catalog) whose served model decided."""
+    found = [
+        s
+        for s in (specs if specs is not None else _catalog()).values()
+        if s.triton_model == model_name
+    ]
+    if not found:
         raise LookupError(f"model {model_name!r} is not in the model catalog")
-    return specs[0]
+    return found[0]
 
 
 def explain(decision: dict[str, Any], spec: ModelSpec | None = None) -> str:
@@ -75,19 +85,21 @@ def explain(decision: dict[str, Any], spec: ModelSpec | None = None) -> str:
     )
 
 
-def explain_record(log_dir: Path, record_id: str, *, show_all: bool = False) -> list[str]:
+def explain_record(
+    log_dir: Path,
+    record_id: str,
+    *,
+    show_all: bool = False,
+    specs: Mapping[str, ModelSpec] | None = None,
+) -> list[str]:
     """The decision in effect for ``record_id`` (with ``show_all``, its history, oldest first).
 
-    Raises ``LookupError`` when nothing was logged for the record.
+    ``specs`` are the catalog entries (default: the model catalog). Raises ``LookupError`` when
+    nothing was logged for the record.
     """
     decisions = decisions_for(log_dir, record_id)
     if not decisions:
         raise LookupError(f"no decision logged for {record_id} in {log_dir}")
     shown = decisions if show_all else [d for d in decisions if d["in_effect"]]
-    specs: dict[str, ModelSpec] = {}
-    lines = []
-    for decision in shown:
-        model = decision["model_name"]
-        specs.setdefault(model, spec_for_model(model))
-        lines.append(explain(decision, specs[model]))
-    return lines
+    specs = specs if specs is not None else _catalog()
+    return [explain(d, spec_for_model(d["model_name"], specs)) for d in shown]
