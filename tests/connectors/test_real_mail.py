@@ -99,6 +99,10 @@ def test_every_message_lands_once_and_what_cannot_land_is_listed(
     # The strays are listed once, not on every run.
     again, _ = _run(tmp_path, _spec(tmp_path))
     assert again.batches == 0 and again.rows_in == 0
+    (inbox / "later.msg").write_bytes(b"\xd0\xcf\x11\xe0")  # a stray on its own is listed too
+    later, lake = _run(tmp_path, _spec(tmp_path))
+    assert later.rows_in == 1 == later.records_quarantined and later.rows_landed == 0
+    assert "later.msg" in set(lake.read("quarantine_emails").column("offset").to_pylist())
 
 
 def test_where_each_time_came_from_is_landed(tmp_path: Path, inbox: Path) -> None:

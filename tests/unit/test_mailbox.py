@@ -6,7 +6,12 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from aios_dagster.lib.connectors.mailbox import parse_eml, parse_message, read_mailbox
+from aios_dagster.lib.connectors.mailbox import (
+    EMAIL_COLUMNS,
+    parse_eml,
+    parse_message,
+    read_mailbox,
+)
 
 
 def _write(path: Path, msg: EmailMessage) -> Path:
@@ -149,3 +154,26 @@ def test_nul_bytes_are_stripped_from_subject_and_body() -> None:
     parsed = parse_eml(FIXTURES / "nul_bytes.eml")
     assert parsed.subject == "Transfer failed"
     assert parsed.body == "My transfer of 200 GBP failed."
+
+
+def test_files_that_are_not_mail_are_rejected_once_and_named(tmp_path: Path) -> None:
+    from aios_dagster.lib.connectors.mailbox_source import MailboxReader, MailboxSourceConfig
+
+    shutil.copy(FIXTURES / "digest.eml", tmp_path / "a.eml")
+    (tmp_path / "notes.txt").write_text("see ticket")
+    (tmp_path / ".DS_Store").write_bytes(b"\0")  # hidden and partial names are not deliveries
+    (tmp_path / "b.eml.tmp").write_bytes(b"still copying")
+    reader = MailboxReader(MailboxSourceConfig(path=str(tmp_path)))
+    assert reader.has_new({})
+    [batch] = list(reader.batches({}))
+    assert batch.row_refs == ["a.eml"] and batch.table.num_rows == 1
+    assert [(r.record, r.rule) for r in batch.rejects] == [
+        ("notes.txt", "not_matching_pattern(*.eml)")
+    ]
+    assert not reader.has_new(batch.cursor) and not list(reader.batches(batch.cursor))
+
+    (tmp_path / "scan.pdf").write_bytes(b"%PDF-1.4")  # a stray alone still makes a batch
+    assert reader.has_new(batch.cursor)
+    [alone] = list(reader.batches(batch.cursor))
+    assert alone.table.num_rows == 0 and alone.table.column_names == list(EMAIL_COLUMNS)
+    assert [r.record for r in alone.rejects] == ["scan.pdf"]
