@@ -11,7 +11,8 @@ records as Python values. A million-row landing no longer builds a Python object
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,21 +30,22 @@ from aios_dagster.lib.contracts.landing import (
 from aios_dagster.lib.contracts.runner import Contract, validate_frame
 from aios_dagster.lib.lake import LakeResource
 
-# Rule types whose evaluation reads a text column through calls that give the same answer for
-# pandas' Arrow-backed strings as for Python strings (null test, set membership, duplicates).
-# A column any other rule reads is handed over as Python strings, as it always was.
-_ARROW_SAFE_RULES = frozenset(
+# Rule types the contract runner evaluates itself (not through GE), reading a text column only
+# through calls that answer the same for pandas' Arrow-backed strings as for Python strings
+# (null test, set membership, duplicates). A regex rule's column is handed over as Python
+# strings, as it always was; a contract with any other rule gets the classic frame throughout.
+_FAST_RULES = frozenset(
     {
         "expect_column_values_to_not_be_null",
         "expect_column_values_to_be_null",
         "expect_column_values_to_be_unique",
         "expect_column_values_to_be_in_set",
+        "expect_column_values_to_match_regex",
         "expect_table_columns_to_match_set",
     }
 )
-_ARROW_SAFE_KWARGS = frozenset({"column", "mostly", "value_set", "column_set", "exact_match"})
-_COLUMN_KWARGS = ("column", "column_A", "column_B")
-_ALL = "*"
+_FAST_KWARGS = frozenset({"column", "mostly", "value_set", "regex", "column_set", "exact_match"})
+_REGEX_RULE = "expect_column_values_to_match_regex"
 
 # The pandas types the landing has always produced for each Arrow type (nullable ints and
 # bools, nanosecond timestamps): for the validation view, quarantined records and the pandas
@@ -51,24 +53,33 @@ _ALL = "*"
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 
 
-def _python_columns(contract: Contract) -> frozenset[str]:
-    """Columns that rules outside ``_ARROW_SAFE_RULES`` read (``*``: possibly any column)."""
-    columns: set[str] = set()
+@dataclass(frozen=True)
+class _Reads:
+    """What a contract's rules read: ``fast`` when the runner evaluates every rule itself."""
+
+    fast: bool
+    columns: frozenset[str] = frozenset()  # read by some rule, or the record id
+    as_python: frozenset[str] = frozenset()  # read as Python strings (regex rules)
+
+
+def _reads(contract: Contract) -> _Reads:
+    columns, as_python = {contract.record_id}, set()
     for expectation in contract.suite.get("expectations", []):
         kwargs = expectation.get("kwargs", {})
+        kind = expectation.get("type")
         mostly = kwargs.get("mostly", 1.0)
         if (
-            expectation.get("type") in _ARROW_SAFE_RULES
-            and set(kwargs) <= _ARROW_SAFE_KWARGS
-            and isinstance(mostly, int | float)
+            kind not in _FAST_RULES
+            or not set(kwargs) <= _FAST_KWARGS
+            or not isinstance(mostly, int | float)
         ):
-            continue
-        if "row_condition" in kwargs:
-            return frozenset({_ALL})
-        named = [kwargs.get(key) for key in _COLUMN_KWARGS]
-        named += list(kwargs.get("column_list") or [])
-        columns.update(c for c in named if isinstance(c, str))
-    return frozenset(columns)
+            return _Reads(fast=False)
+        column = kwargs.get("column")
+        if isinstance(column, str):
+            columns.add(column)
+            if kind == _REGEX_RULE:
+                as_python.add(column)
+    return _Reads(True, frozenset(columns), frozenset(as_python))
 
 
 def _classic(array: pa.ChunkedArray) -> pd.Series:
@@ -86,16 +97,25 @@ def _classic_frame(table: pa.Table) -> pd.DataFrame:
 
 
 def validation_view(table: pa.Table, contract: Contract) -> pd.DataFrame:
-    """What ``validate_frame`` reads: text it only tests for nulls, sets and duplicates stays
-    in Arrow memory; everything else has the pandas types the landing always had."""
-    python = _python_columns(contract)
+    """What ``validate_frame`` reads.
+
+    When the runner evaluates every rule itself, text stays in Arrow memory (as pandas' Arrow
+    strings), columns no rule reads are handed over without conversion, and the rest have the
+    pandas types the landing always had. A contract with a rule only GE evaluates gets that
+    classic frame throughout, exactly as before.
+    """
+    reads = _reads(contract)
+    if not reads.fast:
+        return _classic_frame(table)
     columns: dict[str, pd.Series] = {}
     for name, array in zip(table.column_names, table.columns, strict=True):
         text = pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
-        if text and name not in python and _ALL not in python:
+        if text and name not in reads.as_python:
             columns[name] = array.to_pandas(types_mapper=lambda _t: pd.StringDtype("pyarrow"))
-        else:
+        elif name in reads.columns or text:
             columns[name] = _classic(array)
+        else:
+            columns[name] = array.to_pandas(types_mapper=pd.ArrowDtype)
     return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
@@ -127,12 +147,13 @@ def land_table(
     *,
     source: str,
     part: str,
-    refs: Sequence[str],
+    ref_of: Callable[[int], str],
     pre_quarantined: pd.DataFrame,
     lineage: dict[str, Any],
 ) -> Landing:
     """Validate, split and write ``table`` (already in the landed schema); see the module
-    docstring and ``land_with_contract``, whose arguments and outputs these are."""
+    docstring and ``land_with_contract``, whose arguments and outputs these are. ``ref_of``
+    names the source location of the table's row ``i`` (asked only for quarantined rows)."""
     result = validate_frame(validation_view(table, contract), contract, source=source)
     if result.table_failures:
         names = ", ".join(o.rule for o in result.table_failures)
@@ -147,7 +168,7 @@ def land_table(
     bad = result.quarantine.copy()
     offsets = bad["offset"].astype(int).to_numpy() if len(bad) else np.empty(0, dtype=int)
     bad["record"] = record_copies(table, offsets)
-    bad["offset"] = [refs[i] for i in offsets]
+    bad["offset"] = [ref_of(int(i)) for i in offsets]
     extra = {k: str(v) for k, v in lineage.items() if k in ("batch_id", "ingested_at")}
     for column in QUARANTINE_EXTRA:
         if column not in bad:

@@ -67,6 +67,7 @@ from aios_dagster.lib.connectors.files.listing import (
     seen_files,
 )
 from aios_dagster.lib.connectors.files.parquet_reader import read_parquet
+from aios_dagster.lib.connectors.files.prefetch import prefetched
 from aios_dagster.lib.connectors.files.storage import StorageError
 from aios_dagster.lib.connectors.files.text_stream import BadInput, TextStream
 from aios_dagster.lib.connectors.source import (
@@ -201,6 +202,10 @@ class FilesReader:
         return bool(self.listing.new_files(cursor))
 
     def batches(self, cursor: Cursor) -> Iterator[SourceBatch]:
+        """Every new file's batches; the next batch is read while the current one lands."""
+        return prefetched(self._batches(cursor), name=f"read {self.listing.source}")
+
+    def _batches(self, cursor: Cursor) -> Iterator[SourceBatch]:
         current: Cursor = {**(cursor or {}), "files": dict(seen_files(cursor))}
         for file in self.listing.new_files(cursor):
             done = mark_ingested(current, file)

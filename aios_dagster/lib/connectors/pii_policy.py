@@ -70,14 +70,13 @@ class TokenCache:
         encoded = pc.dictionary_encode(array).combine_chunks()
         values = encoded.dictionary.to_pylist()
         tokens = self._tokens
-        if len(tokens) + len(values) > self.max_entries:
+        missing = [v for v in values if v not in tokens]
+        if len(tokens) + len(missing) > self.max_entries:
             tokens.clear()
-        out: list[str | None] = []
-        for value in values:
-            token = tokens.get(value, "")
-            if token == "":
-                token = tokens[value] = self.masker.tokenize(value)
-            out.append(token)
+            missing = values
+        for value in missing:
+            tokens[value] = self.masker.tokenize(value)
+        out = [tokens[v] for v in values]
         return pc.take(pa.array(out, pa.string()), encoded.indices)
 
 

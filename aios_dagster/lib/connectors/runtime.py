@@ -16,6 +16,7 @@ is duplicated either.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 from collections import Counter
@@ -170,7 +171,7 @@ def land_batch(
     part = f"ingest_date={ingested_at.date().isoformat()}/{batch.batch_id}"
     raw = batch.table
     rows = raw.num_rows
-    refs = batch.row_refs or [f"{batch.batch_id}#{i}" for i in range(rows)]
+    refs = _RowRefs(batch)
     # A reject-only batch (an empty or binary file) has no columns: that is not schema drift.
     drift = detect_drift(raw.column_names, spec.expected_source_columns) if rows else None
     drift = drift or SchemaDrift()
@@ -223,7 +224,7 @@ def land_batch(
         contract,
         source=batch.source,
         part=part,
-        refs=[refs[i] for i in np.flatnonzero(~bad)],
+        ref_of=functools.partial(_nth, refs, np.flatnonzero(~bad)),
         pre_quarantined=pre_frame,
         lineage={"batch_id": batch.batch_id, "ingested_at": stamp},
     )
@@ -241,11 +242,27 @@ def land_batch(
         report.samples += sample.to_dict("records")
 
 
+class _RowRefs:
+    """Where each row of a batch came from, built only for the rows that need it."""
+
+    def __init__(self, batch: SourceBatch) -> None:
+        self.batch = batch
+
+    def __getitem__(self, row: int) -> str:
+        if self.batch.row_refs:
+            return self.batch.row_refs[row]
+        return f"{self.batch.batch_id}#{row}"
+
+
+def _nth(refs: _RowRefs, rows: np.ndarray, i: int) -> str:
+    return refs[int(rows[i])]
+
+
 def _quarantine_base(
     spec: ConnectorSpec,
     batch: SourceBatch,
     stamp: str,
-    refs: list[str],
+    refs: _RowRefs,
     masked: pa.Table,
     rows: Sequence[int],
     contract: Contract,
