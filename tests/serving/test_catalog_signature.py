@@ -10,7 +10,7 @@ from aios_dagster.lib.inference.batch import ModelSignatureError, score
 from aios_dagster.lib.inference.catalog import DecisionPolicy, HeadSpec, ModelSpec
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.model_repository import publish_linear_model
-from aios_dagster.lib.serving.triton import TritonPermanentError, TritonResource
+from aios_dagster.lib.serving.triton import TritonPermanentError, TritonResource, is_permanent
 from tests.triton_fixtures import assert_matches_model, random_features
 
 
@@ -53,8 +53,11 @@ def test_feature_count_mismatch_names_the_tensor(
 ) -> None:
     published = publish_random_model(n_features=16)
     triton_resource.load_model(published.name)
-    with pytest.raises(ModelSignatureError, match=r"'features' has dims \[16\].*catalog builds 13"):
+    with pytest.raises(
+        ModelSignatureError, match=r"'features' has dims \[16\].*catalog builds 13"
+    ) as excinfo:
         score(_spec(published.name, 13), _table(13), triton_resource, "run-1")
+    assert is_permanent(excinfo.value)  # the asset fails without retry
 
 
 def test_missing_head_output_is_named(
