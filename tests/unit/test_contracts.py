@@ -382,3 +382,14 @@ def test_every_contract_file_gets_the_same_verdicts_from_both_engines(path: Path
         e["type"] in FAST_RULES and set(e["kwargs"]) <= FAST_RULES[e["type"]] for e in expectations
     )
     _assert_agree(frame, contract, fast_rules=supported)
+
+
+def test_an_unknown_duplicate_policy_names_the_file_and_the_choices(tmp_path: Path) -> None:
+    data = json.loads((EXPECTATIONS / "customers.json").read_text())
+    data["meta"]["contract"]["on_duplicate"] = "keep_newest"
+    path = tmp_path / "customers.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        ValueError, match=r"customers\.json: meta\.contract\.on_duplicate .*keep_first"
+    ):
+        load_contract(path)

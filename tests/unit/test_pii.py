@@ -175,3 +175,12 @@ def test_the_arrow_prefilter_never_hides_a_phone_the_matcher_would_find() -> Non
     one_by_one = [mask_phones(t) for t in texts]
     assert masked.to_pylist() == [t for t, _ in one_by_one]
     assert count == sum(n for _, n in one_by_one) >= len(FOREIGN_PHONES) * 6
+
+
+def test_titles_in_a_display_name_are_not_names() -> None:
+    from aios_dagster.lib.connectors.pii import mask_names
+
+    masked, count = mask_names(
+        pd.Series(["Dear Mr Smith, Dr Who called"]), pd.Series(["Mr J Smith"])
+    )
+    assert masked[0] == "Dear Mr [NAME], Dr Who called" and count == 1
