@@ -7,9 +7,10 @@ after the batch is durably written. Keeping that boundary is what makes the erro
 consistent across kinds:
 
 * ``TransientSourceError``: the system was briefly unavailable (connection refused, HTTP 5xx/429,
-  a timeout). Readers retry these through ``aios_dagster.lib.retry`` (one policy, bounded in
-  attempts and time); if retries run out the run fails and the next run resumes from the last
-  durable cursor. Nothing above the reader retries them again.
+  a timeout). Each boundary retries them once, in the reader: through ``aios_dagster.lib.retry``
+  (one policy, bounded in attempts and time), or where a client library already reconnects
+  (nats-py across a cluster's servers) through that alone. When retries run out the run fails
+  and the next run resumes from the last durable cursor; nothing above the reader retries again.
 * ``PermanentSourceError``: retrying cannot help (HTTP 4xx, an unreadable file, a schema the
   connector cannot map). The run fails naming the source, the record and the reason.
 * ``Reject``: one record is bad but the rest of the batch is fine (a bus message that is not
