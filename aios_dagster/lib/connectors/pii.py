@@ -134,18 +134,19 @@ ROLE_WORDS = frozenset(
 )
 # Forms of address say nothing about who someone is, and "Mr" is in every other letter.
 TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "sir", "madam", "prof"})
+_NOT_NAMES = ROLE_WORDS | TITLES
 _NAME_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 def person_name_words(display_name: str) -> tuple[str, ...]:
     """The words of a display name that identify a person (longest first).
 
-    Role and system words and titles are left out, and so are lower-case words of a capitalised name
-    ("from", "via", "van"): people write their own names capitalised, so in "Jane from
-    Support" only "Jane" is a name. A name written all in lower case is taken whole.
+    Role and system words and titles are left out, and so are lower-case words of a
+    capitalised name ("from", "via", "van"): people write their own names capitalised, so in
+    "Jane from Support" only "Jane" is a name. A name written all in lower case is taken whole.
     """
     name = re.sub(r"\S+@\S+", " ", display_name)  # an address used as a display name
-    words = [w for w in _NAME_WORD.findall(name) if w.lower() not in ROLE_WORDS | TITLES]
+    words = [w for w in _NAME_WORD.findall(name) if w.lower() not in _NOT_NAMES]
     if any(w[0].isupper() for w in words):
         words = [w for w in words if w[0].isupper()]
     return tuple(sorted(set(words), key=lambda w: (-len(w), w)))
