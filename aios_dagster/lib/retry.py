@@ -5,10 +5,11 @@ sensor's next tick), and a permanent error retried is minutes spent reporting wh
 succeed. So each boundary (a database, an HTTP API, a bus, object storage, an inference server)
 retries once, here, and only what its caller classified as transient:
 
-* ``TransientSourceError`` raised by the action (or an exception ``classify`` maps to one) is
-  retried with exponential backoff plus jitter, so many workers do not retry in lockstep. A
-  server's ``retry_after`` hint raises the wait; a hint longer than ``max_wait_s`` gives up at
-  once, because honouring it would stall the run longer than the policy allows.
+* ``TransientSourceError`` raised by the action (or an exception ``classify`` maps to one, or
+  one of the boundary's own ``transient`` types) is retried with exponential backoff plus
+  jitter, so many workers do not retry in lockstep. A server's ``retry_after`` hint raises the
+  wait; a hint longer than ``max_wait_s`` gives up at once, because honouring it would stall
+  the run longer than the policy allows.
 * ``PermanentSourceError`` is raised at once, unchanged. Any other exception is a bug, not a
   source failure, and propagates unchanged too.
 * Attempts and total time are both bounded: no attempt starts after ``total_s`` from the first,
@@ -109,6 +110,7 @@ def call_with_retry(
     source: str,
     what: str,
     classify: Callable[[Exception], SourceError | None] | None = None,
+    transient: tuple[type[Exception], ...] = (TransientSourceError,),
     stats: RetryStats | None = None,
     log: RetryLog | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -118,7 +120,10 @@ def call_with_retry(
 
     ``classify`` maps an exception the action raised (a driver's, an ``OSError``) to a
     ``TransientSourceError`` or ``PermanentSourceError`` (chained to the original), or to
-    ``None`` to let it propagate unchanged. ``source`` and ``what`` name the boundary in logs
+    ``None`` to let it propagate unchanged. ``transient`` widens what is retried for a boundary
+    with its own error types (an inference client's "unavailable"); such an error, once the
+    budget is spent, is raised as it was with a note saying how long was tried.
+    ``source`` and ``what`` name the boundary in logs
     and in the give-up message (``"s3://bucket/in"``, ``"listing"``). ``sleep`` and ``clock``
     are injectable so tests run the policy without waiting.
     """
@@ -134,7 +139,7 @@ def call_with_retry(
         stats.attempts += 1
         try:
             return action()
-        except SourceError:
+        except (SourceError, *transient):
             raise
         except Exception as exc:
             mapped = classify(exc) if classify is not None else None
@@ -171,21 +176,24 @@ def call_with_retry(
     def give_up(state: tenacity.RetryCallState) -> T:
         stats.gave_up += 1
         last = _last_error(state)
-        assert isinstance(last, TransientSourceError)
+        assert isinstance(last, Exception)
         hint = _retry_after(state)
         if hint is not None and hint > policy.max_wait_s:
             limit = policy.max_wait_s
             why = f"the source asks to retry after {hint:.0f}s, over max_wait_s={limit:g}"
         else:
             why = f"gave up after {state.attempt_number} attempt(s) in {clock() - started:.1f}s"
-        raise TransientSourceError(
-            last.source, last.record, f"{what}: {last.reason} ({why})"
-        ) from last
+        if isinstance(last, TransientSourceError):
+            raise TransientSourceError(
+                last.source, last.record, f"{what}: {last.reason} ({why})"
+            ) from last
+        last.add_note(f"{source}: {what}: {why}")
+        raise last
 
     retrying = tenacity.Retrying(
         stop=stop,
         wait=wait,
-        retry=tenacity.retry_if_exception_type(TransientSourceError),
+        retry=tenacity.retry_if_exception_type(transient),
         before_sleep=before_sleep,
         retry_error_callback=give_up,
         sleep=sleep,
@@ -203,8 +211,8 @@ def _reason(exc: BaseException | None) -> str:
 
 
 def _retry_after(state: tenacity.RetryCallState) -> float | None:
-    exc = _last_error(state)
-    return exc.retry_after if isinstance(exc, TransientSourceError) else None
+    hint = getattr(_last_error(state), "retry_after", None)
+    return float(hint) if isinstance(hint, int | float) else None
 
 
 __all__ = [

@@ -185,3 +185,29 @@ def test_invalid_policy_is_rejected() -> None:
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError, match="total_s"):
         RetryPolicy(total_s=-1)
+
+
+class Unavailable(Exception):
+    """A boundary's own transient error type (not a source error)."""
+
+    retry_after = 2.0
+
+
+def test_a_boundarys_own_transient_type_is_retried_and_raised_as_it_was() -> None:
+    clock = FakeClock()
+    action, calls = failing([Unavailable("server restarting")])
+    policy = RetryPolicy(attempts=3, first_wait_s=0.5, jitter_s=0)
+    assert run(action, policy, clock, transient=(Unavailable,)) == "ok"
+    assert calls[0] == 2 and clock.sleeps == [2.0]  # its retry_after hint is honoured
+
+    error = Unavailable("still down")
+    action, calls = failing([error, Unavailable("down"), Unavailable("down")])
+    with pytest.raises(Unavailable) as info:
+        run(action, policy, clock, transient=(Unavailable,))
+    assert calls[0] == 3
+    assert any("db://host: query: gave up after 3 attempt(s)" in n for n in info.value.__notes__)
+
+    action, calls = failing([ValueError("bad input")])
+    with pytest.raises(ValueError):
+        run(action, policy, clock, transient=(Unavailable,))
+    assert calls[0] == 1
