@@ -64,9 +64,10 @@ def _retries(result: dg.ExecuteInProcessResult) -> int:
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     failures = [e for e in result.all_events if e.is_step_failure]
     assert len(failures) == 1
-    error = failures[0].step_failure_data.error
-    assert error is not None
-    return f"{error.message} {failures[0].step_failure_data.user_failure_data}"
+    # A dg.Failure (what Dagster never retries), with a description for the operator.
+    failure = failures[0].step_failure_data.user_failure_data
+    assert failure is not None and failure.description
+    return failure.description
 
 
 def test_a_range_run_reports_each_days_own_figures(scoring) -> None:
@@ -136,6 +137,22 @@ def test_a_model_that_disagrees_with_the_catalog_fails_at_once(
     assert _retries(result) == 0
     message = _failure_message(result)
     assert f"{narrow.name}_predictions 2026-11-03" in message and "dims [12]" in message
+
+
+def test_a_model_that_is_not_served_fails_at_once(scoring) -> None:
+    spec, _, res = scoring
+    asset = build_prediction_asset(spec_for(f"{spec.name}_absent"), PARTITIONS)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [asset],
+            resources=res,
+            instance=instance,
+            partition_key="2026-11-03",
+            raise_on_error=False,
+        )
+    assert not result.success
+    assert _retries(result) == 0
+    assert f"{spec.name}_absent" in _failure_message(result)
 
 
 def test_bad_config_fails_at_once_naming_the_field(scoring) -> None:

@@ -23,9 +23,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pydantic import Field
 
-from aios_dagster.lib.inference.batch import ModelSignatureError, score
+from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
+from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
 from aios_dagster.lib.inference.scoring import predictions_part
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.orchestration import PREDICTIONS_WRITER_TAG
@@ -91,14 +92,8 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 metadata={"dagster/row_count": 0, "candidates": candidates.num_rows}
             )
         triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
-        try:
+        with permanent_errors_fail_at_once(f"{spec.name}_microbatch"):
             decisions, result = score(spec, table, triton, context.run_id)
-        except (ModelSignatureError, ValueError) as exc:
-            # The served model disagrees with the catalog, or features are not finite: the
-            # same rows fail the same way on every attempt.
-            raise dg.Failure(
-                description=f"{spec.name}_microbatch: {exc}", allow_retries=False
-            ) from exc
         days = pc.cast(
             pc.assume_timezone(table.column(spec.time_column), "UTC")
             if table.schema.field(spec.time_column).type.tz is None

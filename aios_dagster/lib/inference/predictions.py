@@ -5,16 +5,16 @@ into its own lake part, and each day's materialization reports that day's own fi
 
 Errors: Triton's transient errors are retried inside ``TritonResource``, so the asset has no
 retry policy of its own (retries would multiply). What cannot succeed on a retry (no partition,
-features that are not finite, a served model that disagrees with the catalog) fails the step
-at once with a ``Failure`` naming the model, the day and the rule.
+bad config, features that are not finite, a served model that disagrees with the catalog or is
+not loaded) fails the step at once with a ``Failure`` naming the asset, the day and the rule.
 """
 
 import dagster as dg
 from pydantic import Field
 
-from aios_dagster.lib.inference.batch import ModelSignatureError
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import DECISION_LOG
+from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
 from aios_dagster.lib.inference.scoring import predictions_part, score_day
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.partitions import partition_days
@@ -59,7 +59,7 @@ def build_prediction_asset(
             before = (
                 read_counters(triton.metrics_url, spec.triton_model) if triton.metrics_url else None
             )
-            try:
+            with permanent_errors_fail_at_once(f"{name} {day}"):
                 scored = score_day(
                     spec,
                     day,
@@ -69,10 +69,6 @@ def build_prediction_asset(
                     run_id=context.run_id,
                     batch_rows=config.batch_rows,
                 )
-            except (ModelSignatureError, ValueError) as exc:
-                # A mismatch with the served model or features that are not finite: the same
-                # input gives the same error on every attempt.
-                raise dg.Failure(description=f"{name} {day}: {exc}", allow_retries=False) from exc
             server = (
                 summarize(read_counters(triton.metrics_url, spec.triton_model).minus(before))
                 if triton.metrics_url and before
