@@ -6,24 +6,19 @@ failures name their rows (GE's ``unexpected_index_list``), so bad records can be
 the rule they broke while good ones continue; table-level failures (a missing column) cannot be
 split and fail the contract as a whole.
 
-Two evaluators, one meaning. GE 1.24 validating a pandas frame spends most of its time on work a
-contract run never reads: it fingerprints the whole frame when loading the batch
-(``pd.util.hash_pandas_object``, ~0.7 s per million rows; ``Batch.validate`` loads and hashes it a
-second time) and copies the frame for every metric that drops nulls or picks unexpected rows. So
-the simple rule types that make up nearly all of our contracts (``_FAST_RULES`` and the column
-set: not-null, null, unique, in-set, regex) are evaluated with the same pandas calls GE's own
-pandas metrics make, on the same null-filtered values, with GE's ``mostly`` arithmetic. Every
-other rule, and any rule using an option the fast path does not model (``row_condition``,
-``catch_exceptions``, a suite parameter, a missing column, ...), goes to GE in the same run, and
-``engine="ge"`` sends every rule to GE. The unit tests hold the two evaluators to the same
-verdict, count, rows and quarantine text, rule by rule.
+Two evaluators, one meaning: the simple rule types are evaluated by the pandas fast path
+(``contracts.fast_path``), which GE's own pandas metrics would agree with; every other rule, and
+any rule using an option the fast path does not model (``row_condition``, ``catch_exceptions``,
+a suite parameter, a missing column, ...), goes to GE in the same run, and ``engine="ge"`` sends
+every rule to GE. The unit tests hold the two to the same verdict, count, rows and quarantine
+text, rule by rule.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,9 +32,22 @@ from aios_dagster.lib.contracts.duplicates import (
     DuplicatePolicy,
     extra_copies,
 )
+from aios_dagster.lib.contracts.fast_path import PANDAS, Verdict, fast_evaluate, mostly_success
 
 if TYPE_CHECKING:
     from great_expectations.expectations.expectation import Expectation
+
+__all__ = [
+    "GREAT_EXPECTATIONS",
+    "PANDAS",
+    "QUARANTINE_COLUMNS",
+    "Contract",
+    "ContractResult",
+    "RuleOutcome",
+    "load_contract",
+    "resolve_runtime_values",
+    "validate_frame",
+]
 
 QUARANTINE_COLUMNS = (
     "dataset",
@@ -148,7 +156,6 @@ class ContractResult:
 
 Engine = Literal["auto", "ge"]
 
-PANDAS = "pandas"
 GREAT_EXPECTATIONS = "great_expectations"
 
 # What GE computes for us: every unexpected row's index (COMPLETE), but not the pandas "query"
@@ -157,17 +164,6 @@ _GE_RESULT_FORMAT: dict[str, Any] = {
     "result_format": "COMPLETE",
     "return_unexpected_index_query": False,
 }
-
-
-@dataclass(frozen=True)
-class _Evaluated:
-    """One rule's verdict, from either evaluator; ``index`` holds failing row positions."""
-
-    success: bool
-    unexpected_count: int
-    row_level: bool
-    index: np.ndarray | None
-    engine: str
 
 
 def _rule_name(expectation_type: str, column: str | None) -> str:
@@ -215,123 +211,7 @@ def _suite_spec(contract: Contract, expectations: list[dict[str, Any]]) -> dict[
     return {**spec, "expectations": expectations}
 
 
-def _mostly_success(considered: int, unexpected: int, mostly: float) -> bool:
-    """GE's ``_mostly_success``, float for float, so borderline ``mostly`` agrees exactly."""
-    return (float(considered) - float(unexpected)) / float(considered) >= mostly
-
-
-def _meets_not_null(values: pd.Series, kwargs: Mapping[str, Any]) -> np.ndarray:
-    return values.notna().to_numpy()
-
-
-def _meets_null(values: pd.Series, kwargs: Mapping[str, Any]) -> np.ndarray:
-    return values.isna().to_numpy()
-
-
-def _meets_unique(values: pd.Series, kwargs: Mapping[str, Any]) -> np.ndarray:
-    return ~values.duplicated(keep=False).to_numpy()
-
-
-def _meets_in_set(values: pd.Series, kwargs: Mapping[str, Any]) -> np.ndarray:
-    value_set = kwargs["value_set"]
-    if value_set is None:  # GE: vacuously true
-        return np.ones(len(values), dtype=bool)
-    return values.isin(value_set).to_numpy()
-
-
-def _meets_regex(values: pd.Series, kwargs: Mapping[str, Any]) -> np.ndarray:
-    return values.astype(str).str.contains(kwargs["regex"]).to_numpy(dtype=bool)
-
-
-@dataclass(frozen=True)
-class _FastRule:
-    """A column rule the fast path evaluates: GE's pandas condition and how GE counts it.
-
-    ``filter_nulls`` mirrors the metric's ``filter_column_isnull``: nulls are neither checked nor
-    counted, and ``mostly`` is a fraction of the non-null rows. The null rules count every row.
-    """
-
-    meets: Callable[[pd.Series, Mapping[str, Any]], np.ndarray]
-    filter_nulls: bool
-    extra_kwargs: frozenset[str] = frozenset()
-
-
-_FAST_RULES: dict[str, _FastRule] = {
-    "expect_column_values_to_not_be_null": _FastRule(_meets_not_null, filter_nulls=False),
-    "expect_column_values_to_be_null": _FastRule(_meets_null, filter_nulls=False),
-    "expect_column_values_to_be_unique": _FastRule(_meets_unique, filter_nulls=True),
-    "expect_column_values_to_be_in_set": _FastRule(
-        _meets_in_set, filter_nulls=True, extra_kwargs=frozenset({"value_set"})
-    ),
-    "expect_column_values_to_match_regex": _FastRule(
-        _meets_regex, filter_nulls=True, extra_kwargs=frozenset({"regex"})
-    ),
-}
-_COLUMN_SET = "expect_table_columns_to_match_set"
-_SCALARS = (str, int, float, bool)
-
-
-def _fast_column_set(frame: pd.DataFrame, expectation: Expectation) -> _Evaluated | None:
-    """GE's pandas ``_validate`` for the column set: exact match, or nothing expected missing."""
-    if set(expectation.configuration.kwargs) - {"column_set", "exact_match"}:
-        return None
-    column_set = expectation.configuration.kwargs.get("column_set")
-    exact = getattr(expectation, "exact_match", None)  # GE's default when the file omits it
-    if not isinstance(column_set, list | tuple | set) or not isinstance(exact, bool | None):
-        return None  # a suite parameter
-    if not all(isinstance(c, str) for c in column_set):
-        return None
-    expected, actual = set(column_set), set(frame.columns)
-    success = expected == actual or (not exact and expected <= actual)
-    return _Evaluated(success, int(not success), False, None, PANDAS)
-
-
-def _fast_evaluate(frame: pd.DataFrame, expectation: Expectation) -> _Evaluated | None:
-    """The rule's verdict by the fast path, or None where only GE can say it exactly.
-
-    Works from the kwargs the contract states (so an option the fast path does not model sends
-    the rule to GE) and GE's parsed expectation for defaults such as ``mostly``.
-    """
-    config = expectation.configuration
-    kwargs = config.kwargs
-    if config.type == _COLUMN_SET:
-        return _fast_column_set(frame, expectation)
-    rule = _FAST_RULES.get(config.type)
-    if rule is None or set(kwargs) - {"column", "mostly", *rule.extra_kwargs}:
-        return None
-    column, mostly = kwargs["column"], getattr(expectation, "mostly", 1.0)
-    if not isinstance(column, str) or column not in frame.columns:
-        return None  # GE reports a missing column as a raised exception: let it
-    if not isinstance(mostly, int | float) or isinstance(mostly, bool):
-        return None  # a suite parameter
-    value_set = kwargs.get("value_set")
-    if value_set is not None and (
-        not isinstance(value_set, list | tuple | set)
-        or not all(isinstance(v, _SCALARS) for v in value_set)
-    ):
-        return None
-    if "regex" in rule.extra_kwargs and not isinstance(kwargs.get("regex"), str):
-        return None
-    series = frame[column]
-    rows = len(series)
-    try:
-        if rule.filter_nulls:
-            notnull = series.notna().to_numpy()
-            considered = int(np.count_nonzero(notnull))
-            kept = series if considered == rows else series[notnull]
-            unexpected = np.zeros(rows, dtype=bool)
-            unexpected[notnull] = ~rule.meets(kept, kwargs)
-        else:
-            considered = rows
-            unexpected = ~rule.meets(series, kwargs)
-    except (TypeError, ValueError, re.error):
-        return None  # unhashable or odd values: GE reports it its own way
-    count = int(np.count_nonzero(unexpected))
-    success = considered == 0 or _mostly_success(considered, count, float(mostly))
-    return _Evaluated(success, count, True, np.flatnonzero(unexpected), PANDAS)
-
-
-def _from_ge(result: Any) -> _Evaluated:
+def _from_ge(result: Any) -> Verdict:
     """A GE result as a verdict: row-level iff GE listed the rows (an exception lists none)."""
     index_list = result.result.get("unexpected_index_list")
     row_level = index_list is not None
@@ -339,12 +219,12 @@ def _from_ge(result: Any) -> _Evaluated:
         int(result.result.get("unexpected_count") or 0) if row_level else int(not result.success)
     )
     index = np.asarray(index_list, dtype=np.int64) if row_level else None
-    return _Evaluated(bool(result.success), count, row_level, index, GREAT_EXPECTATIONS)
+    return Verdict(bool(result.success), count, row_level, index, GREAT_EXPECTATIONS)
 
 
 def _validate_with_ge(
     frame: pd.DataFrame, contract: Contract, expectations: list[dict[str, Any]]
-) -> list[_Evaluated]:
+) -> list[Verdict]:
     """Validate ``expectations`` with GE; verdicts come back in the order given.
 
     A ``ValidationDefinition`` loads the batch once (``Batch.validate`` loads and fingerprints it
@@ -427,9 +307,9 @@ def _keep_one_copy(
     frame: pd.DataFrame,
     contract: Contract,
     expectations: Sequence[Expectation],
-    verdicts: Sequence[_Evaluated | None],
+    verdicts: Sequence[Verdict | None],
     refs: Sequence[str] | None,
-) -> list[tuple[_Evaluated, np.ndarray | None]]:
+) -> list[tuple[Verdict, np.ndarray | None]]:
     """Verdicts with the contract's duplicate policy applied to its uniqueness rules.
 
     A uniqueness rule then fails only the copies that do not land, each with a per-row
@@ -442,7 +322,7 @@ def _keep_one_copy(
         if e.configuration.type != _UNIQUE and v.index is not None and not v.success
     ]
     other_failures = np.unique(np.concatenate(others)) if others else np.empty(0, np.int64)
-    final: list[tuple[_Evaluated, np.ndarray | None]] = []
+    final: list[tuple[Verdict, np.ndarray | None]] = []
     for expectation, verdict in zip(expectations, done, strict=True):
         column = expectation.configuration.kwargs.get("column")
         copies = None
@@ -462,8 +342,8 @@ def _keep_one_copy(
         mostly = getattr(expectation, "mostly", None)
         mostly = 1.0 if mostly is None else float(mostly)
         count = len(copies.index)
-        success = considered == 0 or _mostly_success(considered, count, mostly)
-        kept = _Evaluated(success, count, True, copies.index, verdict.engine)
+        success = considered == 0 or mostly_success(considered, count, mostly)
+        kept = Verdict(success, count, True, copies.index, verdict.engine)
         final.append((kept, copies.rules(refs)))
     return final
 
@@ -496,8 +376,8 @@ def validate_frame(
     # GE parses the whole contract either way: same validation errors and defaults for both.
     expectations = ExpectationSuite(**_suite_spec(contract, specs)).expectations
     fast_ok = engine == "auto" and frame.columns.is_unique
-    verdicts: list[_Evaluated | None] = [
-        _fast_evaluate(frame, e) if fast_ok else None for e in expectations
+    verdicts: list[Verdict | None] = [
+        fast_evaluate(frame, e) if fast_ok else None for e in expectations
     ]
     rest = [i for i, v in enumerate(verdicts) if v is None]
     if rest:
