@@ -139,19 +139,20 @@ class _Call:
         infer_input: grpcclient.InferInput,
     ) -> tuple[str, dict[str, np.ndarray | None]]:
         """One request to ``url``: (answering version, outputs). Server errors propagate."""
+        timeout_s = self.settings.request_timeout_s
         pool = self.pool
-        slot = pool.lease() if pool is not None else None
+        if pool is None:
+            result = client.infer(
+                self.model_name,
+                [infer_input],
+                model_version=version,
+                outputs=[grpcclient.InferRequestedOutput(n) for n in self.output_names],
+                client_timeout=timeout_s,
+            )
+            received = {name: result.as_numpy(name) for name in self.output_names}
+            return str(result.get_response().model_version), received
+        slot = pool.lease()
         try:
-            if pool is None or slot is None:
-                result = client.infer(
-                    self.model_name,
-                    [infer_input],
-                    model_version=version,
-                    outputs=[grpcclient.InferRequestedOutput(n) for n in self.output_names],
-                    client_timeout=self.settings.request_timeout_s,
-                )
-                received = {name: result.as_numpy(name) for name in self.output_names}
-                return str(result.get_response().model_version), received
             answer = infer_via_shm(
                 client,
                 url,
@@ -162,11 +163,10 @@ class _Call:
                 self.input_name,
                 chunk,
                 self.output_names,
-                self.settings.request_timeout_s,
+                timeout_s,
             )
         except BaseException:
-            if pool is not None and slot is not None:
-                pool.retire(slot)
+            pool.retire(slot)
             raise
         pool.give_back(slot)  # its outputs were copied out
         return answer
