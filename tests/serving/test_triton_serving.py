@@ -310,3 +310,20 @@ def test_publish_is_atomic_and_numbers_versions(tmp_path: Path) -> None:
         "3",
         "config.pbtxt",
     ]
+
+
+def test_input_name_is_part_of_the_published_signature(tmp_path: Path) -> None:
+    model = LinearHeadsModel.random(4, {"queue": 2}, seed=0)
+    first = publish_linear_model(tmp_path, "m", model)
+    assert publish_linear_model(tmp_path, "m", model).created is False
+    renamed = publish_linear_model(tmp_path, "m", model, input_name="x_in")
+    # Same weights under another input name: a new version, and the older one (served as
+    # "features") is no longer listed under a config that names "x_in".
+    assert renamed.created and renamed.version == first.version + 1
+    config = (tmp_path / "m" / "config.pbtxt").read_text()
+    assert 'name: "x_in"' in config and '"features"' not in config
+    assert "specific { versions: [2] }" in config
+    assert read_model_card(tmp_path, "m", 2)["input_name"] == "x_in"
+    assert publish_linear_model(tmp_path, "m", model, input_name="x_in").created is False
+    with pytest.raises(ValueError, match="input tensor name 'x in'"):
+        publish_linear_model(tmp_path, "m", model, input_name="x in")
