@@ -140,7 +140,7 @@ def test_transient_failures_stop_at_the_time_budget_and_are_not_permanent() -> N
         max_retries=1000,
         retry_backoff_s=0.05,
         retry_max_backoff_s=0.2,
-        retry_budget_s=1.0,
+        retry_total_s=1.0,
         breaker_failure_threshold=10_000,
     )
     started = time.monotonic()

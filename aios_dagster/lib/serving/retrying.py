@@ -38,7 +38,7 @@ class RetryBudget:
         if self.max_retries < 0 or self.backoff_s < 0 or self.max_backoff_s < 0:
             raise ValueError("max_retries, retry_backoff_s and retry_max_backoff_s must be >= 0")
         if self.total_s <= 0:
-            raise ValueError("retry_budget_s must be > 0")
+            raise ValueError("retry_total_s must be > 0")
 
 
 class RoundFailed(Exception):

@@ -90,7 +90,7 @@ class TritonResource(dg.ConfigurableResource):
     retry_max_backoff_s: float = Field(
         default=5.0, description="Longest wait between two retry rounds."
     )
-    retry_budget_s: float = Field(
+    retry_total_s: float = Field(
         default=60.0,
         description="Total time one call may spend retrying: long enough to ride through a "
         "server restart, the only retry of Triton calls (assets do not retry them again).",
@@ -126,7 +126,7 @@ class TritonResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
             backoff_s=self.retry_backoff_s,
             max_backoff_s=self.retry_max_backoff_s,
-            total_s=self.retry_budget_s,
+            total_s=self.retry_total_s,
         )
 
     def _settings(self) -> CallSettings:
