@@ -594,7 +594,7 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
     originals = {
         (runtime, "apply_pii"): runtime.apply_pii,
         (runtime, "conform_table"): runtime.conform_table,
-        (runtime, "land_table"): runtime.land_table,
+        (runtime, "split_table"): runtime.split_table,
         (contract_split, "validate_frame"): contract_split.validate_frame,
         (contract_split, "record_copies"): contract_split.record_copies,
         (contract_split.LakeResource, "write"): contract_split.LakeResource.write,
@@ -602,12 +602,12 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
     labels = {
         "apply_pii": "pii (tokenize + mask + drop)",
         "conform_table": "conform (cast to schema)",
-        "land_table": "contract + split + write",
+        "split_table": "contract + split (write overlaps the next batch)",
         "validate_frame": "  of which validate_frame",
         "record_copies": "  of which quarantined record copies",
-        "write": "  of which parquet write",
+        "write": "parquet write (background thread)",
     }
-    read_label = "read (FilesReader: CSV stream, batches)"
+    read_label = "read (waiting for the reader thread)"
     labels["batches"] = read_label
 
     def timed_batches(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -636,9 +636,9 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
         for (owner, attr), fn in originals.items():
             setattr(owner, attr, fn)
         files_source.FilesReader.batches = original_batches  # type: ignore[method-assign]
-    top_level = ("apply_pii", "conform_table", "land_table", "batches")
+    top_level = ("apply_pii", "conform_table", "split_table", "batches")
     accounted = sum(stages.get(labels[k], 0.0) for k in top_level)
-    stages["type-failure quarantine rows, cursor, rest"] = wall - accounted
+    stages["waiting for writes, type-failure rows, cursor, rest"] = wall - accounted
     return {
         "rows": report.rows_in,
         "profiled_total_s": total,
@@ -656,7 +656,7 @@ def child_profile(workdir: Path, rows: int, top: int) -> dict[str, Any]:
                     "tokenize",
                     "conform_table",
                     "_cast_by_value",
-                    "land_table",
+                    "split_table",
                     "validation_view",
                     "validate_frame",
                     "record_copies",

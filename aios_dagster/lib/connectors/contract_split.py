@@ -139,7 +139,32 @@ def _pandas_metadata(schema: pa.Schema) -> dict[bytes, bytes]:
     return dict(converted.schema.metadata or {})
 
 
-def land_table(
+@dataclass(frozen=True)
+class SplitBatch:
+    """A validated batch, split, and not written yet: ``write`` makes it durable."""
+
+    dataset: str
+    part: str
+    landing: Landing
+    landed: pa.Table | None  # None: the part holds no good rows (removed if it existed)
+    quarantine: pa.Table | None  # None: likewise for the quarantine part
+
+    def write(self, lake: LakeResource) -> None:
+        """Write (or remove) both parts; a re-landed batch replaces its earlier copies."""
+        raw_name, quarantine_name = f"raw_{self.dataset}", quarantine_dataset(self.dataset)
+        lake.remove_stale_copies(raw_name, self.part)
+        lake.remove_stale_copies(quarantine_name, self.part)
+        if self.landed is not None:
+            lake.write(raw_name, self.landed, self.part)
+        else:
+            lake.remove_part(raw_name, self.part)
+        if self.quarantine is not None:
+            lake.write(quarantine_name, self.quarantine, self.part)
+        else:
+            lake.remove_part(quarantine_name, self.part)
+
+
+def split_table(
     lake: LakeResource,
     dataset: str,
     table: pa.Table,
@@ -150,10 +175,10 @@ def land_table(
     ref_of: Callable[[int], str],
     pre_quarantined: pd.DataFrame,
     lineage: dict[str, Any],
-) -> Landing:
-    """Validate, split and write ``table`` (already in the landed schema); see the module
-    docstring and ``land_with_contract``, whose arguments and outputs these are. ``ref_of``
-    names the source location of the table's row ``i`` (asked only for quarantined rows)."""
+) -> SplitBatch:
+    """Validate and split ``table`` (already in the landed schema); see the module docstring and
+    ``land_with_contract``, whose arguments and outputs these are. ``ref_of`` names the source
+    location of the table's row ``i`` (asked only for quarantined rows). Nothing is written."""
     result = validate_frame(validation_view(table, contract), contract, source=source)
     if result.table_failures:
         names = ", ".join(o.rule for o in result.table_failures)
@@ -177,22 +202,17 @@ def land_table(
         bad = pd.concat([pre_quarantined, bad], ignore_index=True)
     bad = bad.reindex(columns=QUARANTINE_SCHEMA.names)
 
-    raw_name = f"raw_{dataset}"
+    landed = quarantine = None
     path = None
     if good.num_rows or part == "data":
         landed = good.replace_schema_metadata(_pandas_metadata(table.schema))
         for name, value in lineage.items():
             landed = landed.append_column(f"_{name}", pa.array([value] * landed.num_rows))
-        path = lake.write(raw_name, landed, part)
-    else:
-        lake.remove_part(raw_name, part)
+        path = lake.part_path(f"raw_{dataset}", part)
     if len(bad) or part == "data":
         quarantine = pa.Table.from_pandas(bad, schema=QUARANTINE_SCHEMA, preserve_index=False)
-        lake.write(quarantine_dataset(dataset), quarantine, part)
-    else:
-        lake.remove_part(quarantine_dataset(dataset), part)
     pre_records = count_records(pre_quarantined)
-    return Landing(
+    landing = Landing(
         dataset=dataset,
         rows_in=table.num_rows + pre_records,
         rows_landed=good.num_rows,
@@ -201,3 +221,4 @@ def land_table(
         result=result,
         quarantine=bad,
     )
+    return SplitBatch(dataset, part, landing, landed, quarantine)

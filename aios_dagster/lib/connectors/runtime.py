@@ -21,6 +21,7 @@ import hashlib
 import importlib
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -32,13 +33,13 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from aios_dagster.lib.connectors.conform import SchemaDrift, conform_table, detect_drift
-from aios_dagster.lib.connectors.contract_split import land_table, record_copies
+from aios_dagster.lib.connectors.contract_split import SplitBatch, record_copies, split_table
 from aios_dagster.lib.connectors.cursors import CursorStore
 from aios_dagster.lib.connectors.pii import PiiMasker, mask_text
 from aios_dagster.lib.connectors.pii_policy import TokenCache, apply_pii
 from aios_dagster.lib.connectors.source import Reject, SourceBatch, SourceReader
 from aios_dagster.lib.connectors.spec import ConnectorSpec, resolve_env_placeholders
-from aios_dagster.lib.contracts.landing import QUARANTINE_SCHEMA, quarantine_dataset
+from aios_dagster.lib.contracts.landing import QUARANTINE_SCHEMA
 from aios_dagster.lib.contracts.runner import Contract
 from aios_dagster.lib.lake import LakeResource
 
@@ -161,7 +162,23 @@ def land_batch(
     ingested_at: datetime,
     report: ConnectorReport,
 ) -> None:
-    """Land one batch (steps 1-3 of the module docstring); the caller saves the cursor.
+    """Land one batch (steps 1-3 of the module docstring); the caller saves the cursor."""
+    prepare_batch(
+        spec, batch, contract, lake=lake, pii=pii, ingested_at=ingested_at, report=report
+    ).write(lake)
+
+
+def prepare_batch(
+    spec: ConnectorSpec,
+    batch: SourceBatch,
+    contract: Contract,
+    *,
+    lake: LakeResource,
+    pii: PiiMasker | TokenCache,
+    ingested_at: datetime,
+    report: ConnectorReport,
+) -> SplitBatch:
+    """Steps 1-3 up to the write: mask, conform, validate and split; counted in ``report``.
 
     The batch stays in Arrow from the reader to the Parquet part. ``pii`` is the masker, or a
     run's ``TokenCache`` around it (so a run hashes each identifier once).
@@ -215,9 +232,7 @@ def land_batch(
         bad[where] = True
     candidates = cast.filter(pa.array(~bad))
     pre_frame = pd.DataFrame(pre, columns=QUARANTINE_SCHEMA.names)
-    lake.remove_stale_copies(f"raw_{spec.dataset}", part)
-    lake.remove_stale_copies(quarantine_dataset(spec.dataset), part)
-    landing = land_table(
+    split = split_table(
         lake,
         spec.dataset,
         candidates,
@@ -228,6 +243,7 @@ def land_batch(
         pre_quarantined=pre_frame,
         lineage={"batch_id": batch.batch_id, "ingested_at": stamp},
     )
+    landing = split.landing
     report.batches += 1
     report.rows_in += rows + len(batch.rejects)
     report.rows_landed += landing.rows_landed
@@ -240,6 +256,7 @@ def land_batch(
     if len(report.samples) < 5 and len(landing.quarantine):
         sample = landing.quarantine.drop(columns=["record"]).head(5 - len(report.samples))
         report.samples += sample.to_dict("records")
+    return split
 
 
 class _RowRefs:
@@ -301,31 +318,65 @@ def run_connector(
     max_batches: int | None = None,
     log: Any = None,
 ) -> ConnectorReport:
-    """Land every batch after the saved cursor; the cursor advances after each durable write."""
+    """Land every batch after the saved cursor; the cursor advances after each durable write.
+
+    A batch's Parquet parts are written in a background thread while the next batch is masked
+    and validated (the encoder works outside Python's lock); its cursor is saved, and the
+    source acknowledged, only once both parts are written, in batch order.
+    """
     tokens = TokenCache(pii)
-    with cursors.exclusive(spec.name), contextlib.ExitStack() as stack:
+    with (
+        cursors.exclusive(spec.name),
+        contextlib.ExitStack() as stack,
+        ThreadPoolExecutor(1, thread_name_prefix=f"write {spec.name}") as writer,
+    ):
         report = ConnectorReport(connector=spec.name, source=reader.describe())
         report.cursor = cursors.load(spec.name)
         batches = reader.batches(report.cursor)
         stack.callback(getattr(batches, "close", lambda: None))  # readers release on close
-        for batch in batches:
-            # A batch may only move the cursor (an empty last page): nothing to land or check.
-            if batch.table.num_rows or batch.rejects:
-                land_batch(
-                    spec, batch, contract, lake=lake, pii=tokens, ingested_at=now(), report=report
-                )
-            cursors.save(spec.name, batch.cursor)
-            report.cursor = batch.cursor
-            if batch.ack is not None:
-                batch.ack()
-            if log is not None:
-                log.info(
+        pending: list[tuple[Future[None] | None, SourceBatch, str]] = []
+
+        def settle() -> None:
+            """Wait for the batch in flight to be written, then save its cursor and ack."""
+            while pending:
+                written, done, message = pending.pop()
+                if written is not None:
+                    written.result()
+                cursors.save(spec.name, done.cursor)
+                report.cursor = done.cursor
+                if done.ack is not None:
+                    done.ack()
+                if log is not None:
+                    log.info(message)
+
+        try:
+            for batch in batches:
+                # A batch may only move the cursor (an empty last page): nothing to land.
+                split = None
+                if batch.table.num_rows or batch.rejects:
+                    split = prepare_batch(
+                        spec,
+                        batch,
+                        contract,
+                        lake=lake,
+                        pii=tokens,
+                        ingested_at=now(),
+                        report=report,
+                    )
+                message = (
                     f"{spec.name}: landed batch {batch.batch_id} from {batch.source} "
                     f"({report.rows_landed} rows landed, {report.records_quarantined} "
                     "quarantined so far)"
                 )
-            if max_batches is not None and report.batches >= max_batches:
-                break
+                settle()
+                written = writer.submit(split.write, lake) if split is not None else None
+                pending.append((written, batch, message))
+                if max_batches is not None and report.batches >= max_batches:
+                    break
+        finally:
+            # The batch before a failure is made durable (and its cursor saved) as before;
+            # if its write failed too, that error is the one raised.
+            settle()
     if report.drift.any and log is not None:
         log.warning(f"{spec.name}: schema drift in {report.source}: {report.drift.describe()}")
     return report
