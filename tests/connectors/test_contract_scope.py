@@ -1,4 +1,4 @@
-"""The blocking contract check judges what its run landed, not the dataset's whole history."""
+"""What a connector's check and sensor judge: the run's own landing; a source that is down."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from aios_dagster.lib.connectors.component import (
     load_connector,
     settings_scope,
 )
+from aios_dagster.lib.connectors.cursors import CursorStore
+from aios_dagster.lib.connectors.definitions import build_connector_sensor
+from aios_dagster.lib.connectors.spec import ConnectorSpec
 from aios_dagster.lib.generator.customers import make_customers, write_customers_csv
 from aios_dagster.settings import Settings
 
@@ -62,3 +65,31 @@ def test_a_clean_export_passes_after_a_bad_one(tmp_path: Path) -> None:
         whole = _evaluation(alone)
         assert whole.metadata["scope"].value == "whole dataset"
         assert whole.metadata["rows_landed"].value == 50 and not whole.passed
+
+
+def test_a_sensor_skips_while_its_source_is_down(tmp_path: Path) -> None:
+    """An unreachable API is a skipped tick saying why, not an error; the next tick retries."""
+    spec = ConnectorSpec.model_validate(
+        {
+            "name": "raw_tickets",
+            "kind": "http",
+            "contract": "helpdesk_tickets",
+            "source": {
+                "url": "http://127.0.0.1:9/v1/tickets",  # nothing listens on the discard port
+                "records_path": "items",
+                "max_retries": 1,
+                "backoff_s": 0.05,
+                "retry_total_s": 0.5,
+            },
+            "trigger": {"sensor": {"minimum_interval_s": 30}},
+            "schema": {"id": "string"},
+        }
+    )
+    sensor = build_connector_sensor(spec, "ingest_raw_tickets_job")
+    cursors = CursorStore(root=str(tmp_path / "cursors"))
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"cursors": cursors})
+        result = sensor(context)
+    assert not result.run_requests
+    assert "unavailable" in (result.skip_reason.skip_message or "")
+    assert "127.0.0.1:9" in (result.skip_reason.skip_message or "")

@@ -212,7 +212,12 @@ def build_connector_sensor(spec: ConnectorSpec, job_name: str) -> dg.SensorDefin
             # One run at a time per source: the next evaluation picks up what it leaves.
             return dg.SensorResult(skip_reason=f"{job_name} run {active[0].run_id} in progress")
         reader = build_reader(spec)
-        if not reader.has_new(cursors.load(spec.name)):
+        try:
+            fresh = reader.has_new(cursors.load(spec.name))
+        except TransientSourceError as exc:
+            # The next tick is the retry; a sensor that raised would only show an error.
+            return dg.SensorResult(skip_reason=f"{reader.describe()} unavailable: {exc}")
+        if not fresh:
             return dg.SensorResult(skip_reason=f"nothing new in {reader.describe()}")
         return dg.SensorResult(
             run_requests=[dg.RunRequest(tags={"aios/connector": spec.name})],
