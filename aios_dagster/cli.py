@@ -225,16 +225,16 @@ def cmd_dev(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> None:
-    from aios_dagster.lib.inference.audit import decisions_for, explain
+    from aios_dagster.lib.inference.audit import explain_record
 
     try:
-        decisions = decisions_for(settings.lake_dir / "decision_log", args.record_id)
-    except FileNotFoundError as exc:
+        lines = explain_record(
+            settings.lake_dir / "decision_log", args.record_id, show_all=args.all
+        )
+    except (LookupError, FileNotFoundError) as exc:
         raise CliError(str(exc)) from None
-    if not decisions:
-        raise SystemExit(f"no decision logged for {args.record_id}")
-    for decision in decisions if args.all else decisions[-1:]:
-        print(explain(decision))
+    for line in lines:
+        print(line)
 
 
 def cmd_quarantine(args: argparse.Namespace, settings: Settings) -> dict:

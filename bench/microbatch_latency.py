@@ -70,7 +70,7 @@ from dagster._core.scheduler.instigation import InstigatorType
 from aios_dagster.cli import ensure_manifest, run_triage
 from aios_dagster.definitions import build_definitions
 from aios_dagster.lib.generator import generate_reference_data
-from aios_dagster.lib.inference.predictions import DECISION_LOG
+from aios_dagster.lib.inference.decision_log import DECISION_LOG
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.settings import Settings
 

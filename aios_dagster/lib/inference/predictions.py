@@ -13,7 +13,6 @@ import dagster as dg
 from pydantic import Field
 
 from aios_dagster.lib.inference.catalog import ModelSpec
-from aios_dagster.lib.inference.decision_log import DECISION_LOG
 from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
 from aios_dagster.lib.inference.scoring import predictions_part, score_day
 from aios_dagster.lib.lake import LakeResource
@@ -22,7 +21,7 @@ from aios_dagster.lib.serving.metrics import read_counters, summarize
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 
-__all__ = ["DECISION_LOG", "PredictionConfig", "build_prediction_asset", "predictions_part"]
+__all__ = ["PredictionConfig", "build_prediction_asset", "predictions_part"]
 
 
 class PredictionConfig(dg.Config):
