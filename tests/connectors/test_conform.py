@@ -61,6 +61,26 @@ def test_arrow_and_value_rules_agree_on_every_value(kind: ColumnType) -> None:
     assert arrow_drift == pandas_drift
 
 
+PLAIN: dict[ColumnType, list[str | None]] = {
+    "int64": ["7", "-12", "007", "9223372036854775807", None],
+    "float64": ["12.50", "-3", "0.1", "123456789012.25", None],
+    "bool": ["true", "FALSE", "y", "N", None],
+    "timestamp": ["2026-01-01T00:00:00Z", "2026-06-30T23:59:59.123456+02:00", None],
+}
+
+
+@pytest.mark.parametrize("kind", list(PLAIN))
+def test_columns_of_plain_text_agree_too(kind: ColumnType) -> None:
+    """Columns where every value is plain take Arrow's casts alone: same answer."""
+    values = PLAIN[kind]
+    table = pa.table({"value": pa.array(values, pa.string())})
+    frame = pd.DataFrame({"value": pd.Series(values, dtype=object)})
+    arrow_cast, arrow_failures, _ = conform_table(table, {"value": kind})
+    pandas_cast, pandas_failures, _ = conform(frame, {"value": kind})
+    assert arrow_cast.column("value").to_pylist() == _pandas_values(pandas_cast, "value")
+    assert arrow_failures == pandas_failures == []
+
+
 def test_values_that_do_not_parse_are_failures_with_their_text() -> None:
     table = pa.table({"amount": ["12.50", "n/a", None, "7"], "flag": ["y", "true", "n", "?"]})
     cast, failures, drift = conform_table(table, {"amount": "float64", "flag": "bool"})

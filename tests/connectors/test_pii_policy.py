@@ -8,8 +8,11 @@ sender names, empty strings and nulls.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from aios_dagster.lib.connectors.pii import (
     PiiMasker,
@@ -64,11 +67,15 @@ def _everywhere(notes: list[str | None], senders: list[str | None]) -> tuple[lis
     return masked.tolist(), stats.total + signed + named
 
 
-def test_masking_only_candidate_rows_changes_nothing() -> None:
+@pytest.mark.parametrize("in_a_thread", [False, True])
+def test_masking_only_candidate_rows_changes_nothing(in_a_thread: bool) -> None:
     emails = [f"Customer{i % 3}@Example.com " if i % 4 else None for i in range(len(NOTES))]
     table = pa.table({"note": NOTES, "sender": SENDERS, "email": emails})
 
-    masked, counts = apply_pii(table, RULES, TokenCache(MASKER))
+    with ThreadPoolExecutor(1) as pool:
+        masked, counts = apply_pii(
+            table, RULES, TokenCache(MASKER), pool=pool if in_a_thread else None
+        )
 
     expected, total = _everywhere(NOTES, SENDERS)
     assert masked.column("note").to_pylist() == expected

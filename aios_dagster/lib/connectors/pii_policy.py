@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import Executor
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +34,8 @@ from aios_dagster.lib.connectors.pii import (
     mask_signoff_names,
 )
 from aios_dagster.lib.connectors.spec import PiiRule
+
+_UNSEEN = "\0unseen"  # no token looks like this (tokens are "tok_..." or None)
 
 #: Rows without one of these characters hold nothing any detector can find.
 _DETECTABLE = r"[@0-9]"
@@ -70,13 +73,13 @@ class TokenCache:
         encoded = pc.dictionary_encode(array).combine_chunks()
         values = encoded.dictionary.to_pylist()
         tokens = self._tokens
-        missing = [v for v in values if v not in tokens]
-        if len(tokens) + len(missing) > self.max_entries:
-            tokens.clear()
-            missing = values
-        for value in missing:
-            tokens[value] = self.masker.tokenize(value)
-        out = [tokens[v] for v in values]
+        out = [tokens.get(v, _UNSEEN) for v in values]
+        if _UNSEEN in out:
+            if len(tokens) + len(values) > self.max_entries:
+                tokens.clear()
+            for i, value in enumerate(values):
+                if out[i] is _UNSEEN:
+                    out[i] = tokens[value] = self.masker.tokenize(value)
         return pc.take(pa.array(out, pa.string()), encoded.indices)
 
 
@@ -128,14 +131,7 @@ def _mask_pandas(table: pa.Table, column: str, rule: PiiRule, counts: Counter[st
     return _set(table, column, pa.array(values.tolist(), pa.string()))
 
 
-def apply_pii(
-    table: pa.Table, rules: Mapping[str, PiiRule], tokens: TokenCache
-) -> tuple[pa.Table, dict[str, int]]:
-    """Apply the connector's PII policy; returns the new table and counts of what was masked.
-
-    Masking comes first for every column (a sender-name column is read before it is itself
-    tokenized or dropped), then tokens replace or join their columns and dropped columns go.
-    """
+def _mask_columns(table: pa.Table, rules: Mapping[str, PiiRule]) -> tuple[pa.Table, Counter[str]]:
     counts: Counter[str] = Counter()
     for column, rule in rules.items():
         if column not in table.column_names or rule.action != "mask":
@@ -149,21 +145,51 @@ def apply_pii(
             names = table.column(rule.names_from)
         masked = _mask_text(values.combine_chunks(), names, counts)
         table = _set(table, column, masked)
+    return table, counts
+
+
+def _tokens_of(values: pa.ChunkedArray, tokens: TokenCache) -> tuple[pa.Array, int]:
+    """Tokens of a column and how many values it had."""
+    if _is_text(values):
+        return tokens.tokenize(values), len(values) - values.null_count
+    series = _as_pandas(values)
+    tokenized = tokens.masker.tokenize_series(series.astype(object)).tolist()
+    return pa.array(tokenized, pa.string()), int(series.notna().sum())
+
+
+def apply_pii(
+    table: pa.Table,
+    rules: Mapping[str, PiiRule],
+    tokens: TokenCache,
+    *,
+    pool: Executor | None = None,
+) -> tuple[pa.Table, dict[str, int]]:
+    """Apply the connector's PII policy; returns the new table and counts of what was masked.
+
+    Masking comes first for every column (a sender-name column is read before it is itself
+    tokenized or dropped), then tokens replace or join their columns and dropped columns go.
+    With a ``pool``, text is masked there while this thread hashes the tokens (the regex
+    kernels run outside Python's lock); only when no tokenized column is also masked, so the
+    result is the same either way.
+    """
+    sources = {c for c, r in rules.items() if r.action == "tokenize" and c in table.column_names}
+    masked_columns = {c for c, r in rules.items() if r.action == "mask"}
+    early: dict[str, tuple[pa.Array, int]] = {}
+    if pool is not None and sources and masked_columns & set(table.column_names):
+        if not sources & masked_columns:
+            masking = pool.submit(_mask_columns, table, rules)
+            early = {c: _tokens_of(table.column(c), tokens) for c in sources}
+            table, counts = masking.result()
+        else:
+            table, counts = _mask_columns(table, rules)
+    else:
+        table, counts = _mask_columns(table, rules)
     for column, rule in rules.items():
         if column not in table.column_names:
             continue
         if rule.action == "tokenize":
             assert rule.as_ is not None
-            values = table.column(column)
-            if _is_text(values):
-                tokenized: pa.Array = tokens.tokenize(values)
-                present = len(values) - values.null_count
-            else:
-                series = _as_pandas(values)
-                tokenized = pa.array(
-                    tokens.masker.tokenize_series(series.astype(object)).tolist(), pa.string()
-                )
-                present = int(series.notna().sum())
+            tokenized, present = early.get(column) or _tokens_of(table.column(column), tokens)
             table = _set(table, rule.as_, tokenized)
             counts["TOKENIZED"] += present
             if rule.as_ != column:

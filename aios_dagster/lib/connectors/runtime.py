@@ -21,7 +21,7 @@ import hashlib
 import importlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -177,11 +177,13 @@ def prepare_batch(
     pii: PiiMasker | TokenCache,
     ingested_at: datetime,
     report: ConnectorReport,
+    masking: Executor | None = None,
 ) -> SplitBatch:
     """Steps 1-3 up to the write: mask, conform, validate and split; counted in ``report``.
 
     The batch stays in Arrow from the reader to the Parquet part. ``pii`` is the masker, or a
-    run's ``TokenCache`` around it (so a run hashes each identifier once).
+    run's ``TokenCache`` around it (so a run hashes each identifier once); text is masked in
+    ``masking`` (a thread) while tokens are hashed, when given.
     """
     tokens = pii if isinstance(pii, TokenCache) else TokenCache(pii)
     stamp = ingested_at.isoformat()
@@ -198,7 +200,7 @@ def prepare_batch(
         for column in drift.missing:
             raw = raw.append_column(column, pa.nulls(rows, pa.string()))
         drift.missing = []
-    masked, counts = apply_pii(raw, spec.pii, tokens)
+    masked, counts = apply_pii(raw, spec.pii, tokens, pool=masking)
     cast, type_failures, retyped = conform_table(masked, spec.schema_)
     drift.merge(retyped)
     report.drift.merge(drift)
@@ -329,6 +331,7 @@ def run_connector(
         cursors.exclusive(spec.name),
         contextlib.ExitStack() as stack,
         ThreadPoolExecutor(1, thread_name_prefix=f"write {spec.name}") as writer,
+        ThreadPoolExecutor(1, thread_name_prefix=f"mask {spec.name}") as masking,
     ):
         report = ConnectorReport(connector=spec.name, source=reader.describe())
         report.cursor = cursors.load(spec.name)
@@ -362,6 +365,7 @@ def run_connector(
                         pii=tokens,
                         ingested_at=now(),
                         report=report,
+                        masking=masking,
                     )
                 message = (
                     f"{spec.name}: landed batch {batch.batch_id} from {batch.source} "
