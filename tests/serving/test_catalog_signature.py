@@ -92,3 +92,30 @@ def test_the_catalog_input_tensor_name_is_served_and_scored(
     # The name is really what the request carries: the old hard-coded one is refused.
     with pytest.raises(TritonPermanentError, match="features"):
         triton_resource.infer("named_input", x[:10], list(result.outputs))
+
+
+def test_publishing_uses_the_declared_input_tensor(
+    tmp_path: Path, triton_repository: Path, triton_resource: TritonResource
+) -> None:
+    """The model Component's publish asset serves the model under the declared tensor name."""
+    import dagster as dg
+
+    from aios_dagster.lib.lifecycle.assets import build_model_defs
+    from aios_dagster.lib.lifecycle.store import ModelStore
+
+    spec = _spec("declared_input", 16, input_tensor="x_in")
+    store = ModelStore(repository=str(triton_repository), candidates_dir=str(tmp_path / "models"))
+    model = LinearHeadsModel.random(16, {"queue": 6, "priority": 3}, seed=5)
+    report = {"holdout_accuracy": {"queue": 0.9}, "content_hash": model.content_hash()}
+    store.save_candidate(spec.name, model, report)
+    assets, _checks = build_model_defs(spec)
+    published = dg.materialize(
+        [assets[1]],
+        selection=dg.AssetSelection.assets(f"{spec.name}_published"),
+        resources={"models": store, "triton": triton_resource},
+    )
+    assert published.success
+    config = triton_resource.get_model_config("declared_input")
+    assert [tensor["name"] for tensor in config["input"]] == ["x_in"]
+    decisions, _ = score(spec, _table(16), triton_resource, "run-1")
+    assert decisions.num_rows == 5

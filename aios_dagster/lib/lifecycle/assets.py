@@ -91,7 +91,11 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
                 f"{spec.min_holdout_accuracy}; refusing to publish"
             )
         published = publish_linear_model(
-            Path(models.repository), spec.triton_model, model, max_batch_size=spec.max_batch_size
+            Path(models.repository),
+            spec.triton_model,
+            model,
+            max_batch_size=spec.max_batch_size,
+            input_name=spec.input_tensor,
         )
         triton.load_model(spec.triton_model)
         context.log.info(
