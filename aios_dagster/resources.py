@@ -56,6 +56,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "triton": TritonResource(
             url=settings.triton_grpc_url,
             ready_timeout_s=settings.triton_ready_timeout_s,
+            retry_total_s=settings.triton_retry_total_s,
             metrics_url=settings.triton_metrics_url,
             shared_memory=settings.triton_shared_memory,
             urls=[settings.triton_grpc_url, *settings.triton_replica_urls]

@@ -34,6 +34,7 @@ class Settings:
     start_date: date = DEFAULT_START_DATE
     drift_share_threshold: float = 0.3
     triton_ready_timeout_s: float = 30.0
+    triton_retry_total_s: float = 60.0  # how long a call rides through a Triton restart
     triton_metrics_url: str | None = None
     profile: str = "embedded"
     triton_shared_memory_mode: str = "auto"  # auto | true | false (see _shared_memory)
@@ -55,6 +56,7 @@ class Settings:
             start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
             drift_share_threshold=float(env.get("AIOS_DRIFT_SHARE_THRESHOLD", "0.3")),
             triton_ready_timeout_s=float(env.get("AIOS_TRITON_READY_TIMEOUT_S", "30")),
+            triton_retry_total_s=float(env.get("AIOS_TRITON_RETRY_TOTAL_S", "60")),
             triton_metrics_url=env.get("AIOS_TRITON_METRICS_URL"),
             profile=env.get("AIOS_PROFILE", "embedded"),
             triton_shared_memory_mode=env.get("AIOS_TRITON_SHARED_MEMORY", "auto"),

@@ -43,3 +43,10 @@ def test_the_data_folder_is_the_checkouts_not_the_current_directory(
     moved = Settings.from_env({"AIOS_PROJECT_DIR": str(tmp_path / "checkout")})
     assert moved.data_dir == tmp_path / "checkout" / "data"
     assert Settings.from_env({"AIOS_DATA_DIR": str(tmp_path / "d")}).data_dir == tmp_path / "d"
+
+
+def test_the_triton_retry_budget_reaches_the_resource(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"AIOS_DATA_DIR": str(tmp_path), "AIOS_TRITON_RETRY_TOTAL_S": "12.5"}
+    )
+    assert build_resources(settings)["triton"].retry_total_s == 12.5
