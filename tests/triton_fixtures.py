@@ -10,6 +10,7 @@ serving stack.
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,3 +153,10 @@ def assert_matches_model(
         got = outputs[f"{head.name}_probs"]
         assert got.shape == (x.shape[0], len(head.labels))
         np.testing.assert_allclose(got, expected[head.name], atol=ATOL, rtol=0)
+
+
+def dead_url() -> str:
+    """A loopback gRPC address nothing listens on (the port was free a moment ago)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"

@@ -8,7 +8,6 @@ last long enough to be interrupted, and a deadline shorter than the model.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -26,15 +25,10 @@ from tests.triton_fixtures import (
     PublishFn,
     ServerFactory,
     assert_matches_model,
+    dead_url,
     random_features,
     start_or_fail,
 )
-
-
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 class _Background:
@@ -261,7 +255,7 @@ def test_one_replica_down_fails_over_opens_its_breaker_then_half_open_recovers(
 
 
 def test_all_replicas_down_fails_fast_with_the_breaker_message() -> None:
-    a, b = _dead_url(), _dead_url()
+    a, b = dead_url(), dead_url()
     resource = TritonResource(
         urls=[a, b],
         max_retries=1,
@@ -296,7 +290,7 @@ def test_all_replicas_down_fails_fast_with_the_breaker_message() -> None:
 
 
 def test_breaker_state_spans_calls_of_one_instance_only() -> None:
-    dead = _dead_url()
+    dead = dead_url()
     settings = {"url": dead, "max_retries": 0, "breaker_failure_threshold": 1}
     resource = TritonResource(**settings)
     with pytest.raises(TritonInferenceError, match="after 0 retries"):
@@ -311,7 +305,7 @@ def test_breaker_state_spans_calls_of_one_instance_only() -> None:
 
 
 def test_concurrent_calls_share_one_breaker_and_half_open_lets_one_trial_through() -> None:
-    dead = _dead_url()
+    dead = dead_url()
     resource = TritonResource(
         url=dead, max_retries=0, breaker_failure_threshold=3, breaker_reset_s=1.0
     )

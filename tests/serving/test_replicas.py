@@ -7,7 +7,6 @@ own pair over one repository (``triton_server_factory``); the rest use the sessi
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -17,13 +16,13 @@ import pytest
 
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.triton import TritonInferenceError, TritonResource
-from tests.triton_fixtures import PublishFn, ServerFactory, assert_matches_model, random_features
-
-
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
+from tests.triton_fixtures import (
+    PublishFn,
+    ServerFactory,
+    assert_matches_model,
+    dead_url,
+    random_features,
+)
 
 
 def test_replica_list_defaults_to_url_and_is_deduplicated() -> None:
@@ -72,12 +71,12 @@ def test_pinned_version_is_enforced_across_replicas(
 def test_wait_until_ready_needs_one_replica_and_reports_the_others(
     triton_server: LocalTritonServer,
 ) -> None:
-    dead = _dead_url()
+    dead = dead_url()
     status = TritonResource(urls=[dead, triton_server.grpc_url]).wait_until_ready(timeout_s=5)
     assert status[triton_server.grpc_url] == "ready"
     assert "Connection refused" in status[dead] or "failed to connect" in status[dead]
 
-    other = _dead_url()
+    other = dead_url()
     started = time.monotonic()
     with pytest.raises(TimeoutError, match="not live and ready") as excinfo:
         TritonResource(urls=[dead, other]).wait_until_ready(timeout_s=0.5)
@@ -89,7 +88,7 @@ def test_load_model_loads_every_reachable_replica_and_fails_if_none(
     triton_server: LocalTritonServer, publish_random_model: PublishFn
 ) -> None:
     published = publish_random_model(seed=2)
-    live, dead = triton_server.grpc_url, _dead_url()
+    live, dead = triton_server.grpc_url, dead_url()
     resource = TritonResource(urls=[dead, live], retry_backoff_s=0.01)
     assert resource.load_model(published.name) == [live]
     assert resource.get_model_config(published.name)["name"] == published.name  # failover
@@ -97,7 +96,7 @@ def test_load_model_loads_every_reachable_replica_and_fails_if_none(
     assert result.requests_by_replica == {live: 3}
     assert_matches_model(result.outputs, published.model, random_features(2500, 16))
 
-    unreachable = TritonResource(urls=[dead, _dead_url()], max_retries=1, retry_backoff_s=0.01)
+    unreachable = TritonResource(urls=[dead, dead_url()], max_retries=1, retry_backoff_s=0.01)
     with pytest.raises(TritonInferenceError, match="no Triton replica reachable") as excinfo:
         unreachable.load_model(published.name)
     assert published.name in str(excinfo.value)
@@ -111,7 +110,7 @@ def test_replicas_in_a_dagster_asset(
     triton_server: LocalTritonServer, publish_random_model: PublishFn
 ) -> None:
     published = publish_random_model(seed=3)
-    live, dead = triton_server.grpc_url, _dead_url()
+    live, dead = triton_server.grpc_url, dead_url()
     x = random_features(4096, published.model.n_features)
 
     @dg.asset

@@ -7,7 +7,6 @@ and transient failures stop after a bounded time with a message that says so.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,15 +29,10 @@ from tests.triton_fixtures import (
     PublishFn,
     ServerFactory,
     assert_matches_model,
+    dead_url,
     random_features,
     start_or_fail,
 )
-
-
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 class _Background:
@@ -136,7 +130,7 @@ def test_errors_that_cannot_succeed_fail_at_once_as_permanent(
 
 def test_transient_failures_stop_at_the_time_budget_and_are_not_permanent() -> None:
     resource = TritonResource(
-        url=_dead_url(),
+        url=dead_url(),
         max_retries=1000,
         retry_backoff_s=0.05,
         retry_max_backoff_s=0.2,

@@ -20,7 +20,13 @@ from aios_dagster.lib.serving.model_repository import (
     read_model_card,
 )
 from aios_dagster.lib.serving.triton import TritonInferenceError, TritonResource
-from tests.triton_fixtures import PublishFn, assert_matches_model, random_features, start_or_fail
+from tests.triton_fixtures import (
+    PublishFn,
+    assert_matches_model,
+    dead_url,
+    random_features,
+    start_or_fail,
+)
 
 
 def _port_open(hostport: str) -> bool:
@@ -28,12 +34,6 @@ def _port_open(hostport: str) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, int(port))) == 0
-
-
-def _dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 # -- model format (in-process) ----------------------------------------------------------------
@@ -203,7 +203,7 @@ def test_labels_and_feature_names_come_from_the_model_config(
 
 def test_zero_rows_send_no_request() -> None:
     # A dead URL proves no network is touched.
-    result = TritonResource(url=_dead_url()).infer(
+    result = TritonResource(url=dead_url()).infer(
         "anything", np.zeros((0, 16), dtype=np.float32), ["queue_probs"]
     )
     assert result.requests == 0
@@ -230,7 +230,7 @@ def test_wrong_feature_count_fails_at_once_without_retry(
 
 
 def test_unreachable_server_fails_after_retries_not_a_hang() -> None:
-    resource = TritonResource(url=_dead_url(), max_retries=3, retry_backoff_s=0.01)
+    resource = TritonResource(url=dead_url(), max_retries=3, retry_backoff_s=0.01)
     started = time.monotonic()
     with pytest.raises(TritonInferenceError, match="after 3 retries") as excinfo:
         resource.infer("router", random_features(2500, 16), ["queue_probs"])
