@@ -129,3 +129,44 @@ def test_landed_parts_read_back_with_the_types_they_always_had(
     assert str(frame["amount"].dtype) == "float64"
     assert str(frame["booked_at"].dtype).startswith("datetime64")
     assert frame["txn_id"].map(type).eq(str).all()
+
+
+def test_a_repeated_customer_lands_once_and_names_the_copy_kept(tmp_path: Path) -> None:
+    spec = load_connector(
+        ROOT / "aios_dagster" / "defs" / "ingest" / "raw_customers" / "defs.yaml",
+        {"sources_dir": str(tmp_path)},
+    )
+    rows = {
+        "customer_id": ["C-1", "C-2", "C-1"],
+        "full_name": ["Ann Lee", "Bo Chan", "Ann Lee"],
+        "email": ["ann@x.test", "bo@x.test", "ann@x.test"],
+        "phone": ["07700 900001", "07700 900002", "07700 900001"],
+        "account_number": ["12345678", "87654321", "12345678"],
+        "segment": ["retail", "premier", "retail"],
+        "joined_on": ["2020-01-01", "2021-02-02", "2020-01-01"],
+        "city": ["Leeds", "York", "Leeds"],
+    }
+    batch = SourceBatch(
+        pa.table(rows), "b1", "crm/a.csv", {"n": 1}, row_refs=["a.csv:2", "a.csv:3", "a.csv:4"]
+    )
+
+    class One(Batches):
+        def batches(self, cursor: Cursor) -> Iterator[SourceBatch]:
+            yield batch
+
+    lake = LakeResource(root=str(tmp_path / "lake"))
+    report = run_connector(
+        spec,
+        One(),
+        load_contract(ROOT / "expectations" / "customers.json"),
+        lake=lake,
+        pii=PiiMasker(hmac_key="test-key"),
+        cursors=CursorStore(root=str(tmp_path / "cursors")),
+        now=lambda: NOW,
+    )
+    assert sorted(lake.read("raw_customers").column("customer_id").to_pylist()) == ["C-1", "C-2"]
+    quarantine = lake.read("quarantine_customers").to_pylist()
+    assert [(q["record_id"], q["rule"], q["offset"]) for q in quarantine] == [
+        ("C-1", "duplicate_of(a.csv:2)", "a.csv:4")
+    ]
+    assert report.rows_landed == 2 and report.records_quarantined == 1

@@ -179,7 +179,8 @@ def split_table(
     """Validate and split ``table`` (already in the landed schema); see the module docstring and
     ``land_with_contract``, whose arguments and outputs these are. ``ref_of`` names the source
     location of the table's row ``i`` (asked only for quarantined rows). Nothing is written."""
-    result = validate_frame(validation_view(table, contract), contract, source=source)
+    view = validation_view(table, contract)
+    result = validate_frame(view, contract, source=source, ref_of=ref_of)
     if result.table_failures:
         names = ", ".join(o.rule for o in result.table_failures)
         raise ValueError(
