@@ -149,11 +149,14 @@ class SplitBatch:
     landed: pa.Table | None  # None: the part holds no good rows (removed if it existed)
     quarantine: pa.Table | None  # None: likewise for the quarantine part
 
-    def write(self, lake: LakeResource) -> None:
-        """Write (or remove) both parts; a re-landed batch replaces its earlier copies."""
+    def write(self, lake: LakeResource, *, replace_copies: bool = True) -> None:
+        """Write (or remove) both parts. A batch re-landed on a later day replaces its earlier
+        copies (``replace_copies``); re-processing names its parts after their records and
+        tidies up itself."""
         raw_name, quarantine_name = f"raw_{self.dataset}", quarantine_dataset(self.dataset)
-        lake.remove_stale_copies(raw_name, self.part)
-        lake.remove_stale_copies(quarantine_name, self.part)
+        if replace_copies:
+            lake.remove_stale_copies(raw_name, self.part)
+            lake.remove_stale_copies(quarantine_name, self.part)
         if self.landed is not None:
             lake.write(raw_name, self.landed, self.part)
         else:

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aios_dagster.lib.connectors.conform import arrow_schema, conform
+from aios_dagster.lib.connectors.contract_split import split_table
 from aios_dagster.lib.connectors.spec import ConnectorSpec
 from aios_dagster.lib.contracts.landing import (
     QUARANTINE_SCHEMA,
     count_records,
-    land_with_contract,
     quarantine_dataset,
 )
 from aios_dagster.lib.contracts.runner import Contract
@@ -105,19 +106,24 @@ def reprocess_quarantine(
             bad = {f.index for f in failures}
             keep = [i for i in range(len(cast)) if i not in bad]
             cast, parsed = cast.iloc[keep], parsed.iloc[keep]
-        landing = land_with_contract(
+        table = pa.Table.from_pandas(
+            cast.reset_index(drop=True), schema=arrow_schema(spec.schema_), preserve_index=False
+        )
+        offsets = [str(o) for o in parsed["offset"]]
+        split = split_table(
             lake,
             spec.dataset,
-            cast.reset_index(drop=True),
+            table,
             contract,
             # One quarantine part holds one source batch: its records keep source and offset.
             source=str(parsed["source"].iloc[0]) if len(parsed) else str(path),
-            schema=arrow_schema(spec.schema_),
             part=new_part,
-            refs=[str(o) for o in parsed["offset"]],
+            ref_of=offsets.__getitem__,
             pre_quarantined=pre.reset_index(drop=True),
             lineage={"batch_id": stem, "ingested_at": ingested_at},
         )
+        split.write(lake, replace_copies=False)
+        landing = split.landing
         report.landed += landing.rows_landed
         # Re-validated records that failed again (type or contract), not the ones left as is.
         report.still_quarantined += landing.records_quarantined - n_unparsed

@@ -324,7 +324,8 @@ def run_connector(
 
     A batch's Parquet parts are written in a background thread while the next batch is masked
     and validated (the encoder works outside Python's lock); its cursor is saved, and the
-    source acknowledged, only once both parts are written, in batch order.
+    source acknowledged, only once both parts are written, in batch order. A batch that must be
+    acknowledged is settled before the next one is read, as a bus expects.
     """
     tokens = TokenCache(pii)
     with (
@@ -375,6 +376,8 @@ def run_connector(
                 settle()
                 written = writer.submit(split.write, lake) if split is not None else None
                 pending.append((written, batch, message))
+                if batch.ack is not None:
+                    settle()  # a bus wants its ack before the reader fetches the next batch
                 if max_batches is not None and report.batches >= max_batches:
                     break
         finally:
