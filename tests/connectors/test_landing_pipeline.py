@@ -170,3 +170,28 @@ def test_a_repeated_customer_lands_once_and_names_the_copy_kept(tmp_path: Path) 
         ("C-1", "duplicate_of(a.csv:2)", "a.csv:4")
     ]
     assert report.rows_landed == 2 and report.records_quarantined == 1
+
+
+def test_an_acknowledged_batch_is_acked_before_the_next_is_read(
+    spec: ConnectorSpec, tmp_path: Path
+) -> None:
+    """A bus (JetStream) redelivers what is not acked before it is asked for more."""
+    events: list[str] = []
+
+    class Bus(Batches):
+        def batches(self, cursor: Cursor) -> Iterator[SourceBatch]:
+            try:
+                for n in range(1, 4):
+                    events.append(f"read {n}")
+                    yield SourceBatch(
+                        pa.table(_rows(n)),
+                        f"b{n}",
+                        "test://bus",
+                        {"n": n},
+                        ack=lambda n=n: events.append(f"ack {n}"),
+                    )
+            finally:
+                events.append("closed")
+
+    _run(spec, tmp_path, Bus())
+    assert events == ["read 1", "ack 1", "read 2", "ack 2", "read 3", "ack 3", "closed"]
