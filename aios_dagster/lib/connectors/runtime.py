@@ -11,6 +11,10 @@ Per batch, in this order, and only in this order:
 A crash anywhere before 4 re-reads the batch next time; nothing is skipped and, because parts are
 named after the deterministic batch id and staging keeps the latest row per record id, nothing
 is duplicated either.
+
+A batch stays in Arrow from the reader to its Parquet parts (``pii_policy``, ``conform``,
+``contract_split``). The write of step 3 runs in a background thread while the next batch goes
+through steps 1-3; step 4 for a batch still waits for its own write.
 """
 
 from __future__ import annotations
