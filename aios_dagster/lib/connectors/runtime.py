@@ -156,22 +156,6 @@ def _reject_rows(
     ]
 
 
-def land_batch(
-    spec: ConnectorSpec,
-    batch: SourceBatch,
-    contract: Contract,
-    *,
-    lake: LakeResource,
-    pii: PiiMasker | TokenCache,
-    ingested_at: datetime,
-    report: ConnectorReport,
-) -> None:
-    """Land one batch (steps 1-3 of the module docstring); the caller saves the cursor."""
-    prepare_batch(
-        spec, batch, contract, lake=lake, pii=pii, ingested_at=ingested_at, report=report
-    ).write(lake)
-
-
 def prepare_batch(
     spec: ConnectorSpec,
     batch: SourceBatch,
