@@ -19,7 +19,7 @@ pandas fast path agree on uniqueness), so this applies to either verdict.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -37,10 +37,10 @@ class Copies:
     index: np.ndarray
     kept: np.ndarray
 
-    def rules(self, refs: Sequence[str] | None) -> np.ndarray:
+    def rules(self, ref_of: Callable[[int], str] | None) -> np.ndarray:
         """``duplicate_of(<kept copy>)`` per quarantined copy: its source reference, else its
         position in the batch (the record id is the same for every copy, so it cannot)."""
-        names = [refs[k] if refs is not None else str(k) for k in self.kept.tolist()]
+        names = [ref_of(k) if ref_of is not None else str(k) for k in self.kept.tolist()]
         return np.array([f"duplicate_of({name})" for name in names], dtype=object)
 
 

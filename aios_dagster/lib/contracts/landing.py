@@ -116,7 +116,8 @@ def land_with_contract(
     time) to the landed rows only, after validation, so contracts see the source's columns.
     """
     frame = frame.reset_index(drop=True)
-    result = validate_frame(frame, contract, source=source, refs=refs)
+    ref_of = refs.__getitem__ if refs is not None else None
+    result = validate_frame(frame, contract, source=source, ref_of=ref_of)
     if result.table_failures:
         names = ", ".join(o.rule for o in result.table_failures)
         raise ValueError(

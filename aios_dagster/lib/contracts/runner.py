@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -308,7 +308,7 @@ def _keep_one_copy(
     contract: Contract,
     expectations: Sequence[Expectation],
     verdicts: Sequence[Verdict | None],
-    refs: Sequence[str] | None,
+    ref_of: Callable[[int], str] | None,
 ) -> list[tuple[Verdict, np.ndarray | None]]:
     """Verdicts with the contract's duplicate policy applied to its uniqueness rules.
 
@@ -344,7 +344,7 @@ def _keep_one_copy(
         count = len(copies.index)
         success = considered == 0 or mostly_success(considered, count, mostly)
         kept = Verdict(success, count, True, copies.index, verdict.engine)
-        final.append((kept, copies.rules(refs)))
+        final.append((kept, copies.rules(ref_of)))
     return final
 
 
@@ -355,14 +355,15 @@ def validate_frame(
     source: str,
     now: datetime | None = None,
     engine: Engine = "auto",
-    refs: Sequence[str] | None = None,
+    ref_of: Callable[[int], str] | None = None,
 ) -> ContractResult:
     """Validate ``frame`` against ``contract``; ``source`` names where the rows came from.
 
     ``engine="auto"`` evaluates the simple rule types with pandas and the rest with GE (see the
     module docstring); ``engine="ge"`` has GE evaluate every rule, for comparison or doubt.
-    Outcomes are in the contract's order; quarantine rows are by rule, then by row. ``refs``
-    names each row's place in the source, for the ``duplicate_of(...)`` reason.
+    Outcomes are in the contract's order; quarantine rows are by rule, then by row. ``ref_of``
+    names row ``i``'s place in the source (asked only for kept copies of duplicated records),
+    for the ``duplicate_of(...)`` reason; without it the reason gives the row's position.
     """
     from great_expectations.core import ExpectationSuite
 
@@ -388,7 +389,7 @@ def validate_frame(
 
     outcomes: list[RuleOutcome] = []
     failed: list[tuple[str, str | None, np.ndarray, np.ndarray | None]] = []
-    final = _keep_one_copy(frame, contract, expectations, verdicts, refs)
+    final = _keep_one_copy(frame, contract, expectations, verdicts, ref_of)
     for expectation, (verdict, row_rules) in zip(expectations, final, strict=True):
         config = expectation.configuration
         column = config.kwargs.get("column")
