@@ -336,3 +336,31 @@ def test_int64_columns_keep_large_ids_exact() -> None:
         (3, "2.5", "type(n: int64)"),
         (4, "x", "type(n: int64)"),
     ]
+
+
+def test_reprocessing_never_lands_a_duplicate_over_the_kept_copy(tmp_path: Path, env: dict) -> None:
+    spec = _spec("raw_customers", tmp_path / "sources")
+    rows = [
+        [
+            "C-1",
+            "Ann Lee",
+            "ann@x.test",
+            "07700900001",
+            "12345678",
+            "retail",
+            "2020-01-01",
+            "Leeds",
+        ],
+        ["C-1", "Ann Lee", "ann@x.test", "07700900001", "12345678", "retail", "2020-01-01", "York"],
+    ]
+    table = pa.table({c: [r[i] for r in rows] for i, c in enumerate(CRM_COLUMNS)})
+    _run(spec, ListReader([SourceBatch(table, "b1", "crm/x.csv", {"n": 1})]), env)
+    quarantine = env["lake"].read("quarantine_customers").to_pandas()
+    assert quarantine["rule"].str.startswith("duplicate_of(").all() and len(quarantine) == 1
+
+    contract = load_contract(EXPECTATIONS / "customers.json")
+    again = reprocess_quarantine(spec, contract, lake=env["lake"], now=NOW)
+    assert again.landed == 0  # the duplicate stays in quarantine, held
+    landed = latest_records(env["lake"].read("raw_customers").to_pandas(), "customer_id")
+    assert landed["city"].tolist() == ["Leeds"]
+    assert len(env["lake"].read("quarantine_customers")) == 1

@@ -75,8 +75,13 @@ def reprocess_quarantine(
         original = rows["ingested_at"].dropna()
         ingested_at = str(original.max()) if len(original) else stamp
         # Records that never parsed, or whose batch lacked a declared column, need the source
-        # fixed and re-delivered: they stay as they are.
-        stays = rows["record"].isna() | rows["rule"].str.startswith("schema_missing_column")
+        # fixed and re-delivered; a duplicate copy must never replace the copy that was kept.
+        # They stay as they are, every rule row of such a record with them.
+        key = rows["source"].astype(str) + "\0" + rows["offset"].astype(str)
+        held = rows["record"].isna() | rows["rule"].str.startswith(
+            ("schema_missing_column", "duplicate_of(")
+        )
+        stays = key.isin(key[held])
         unparsed = rows[stays]
         parsed = rows[~stays].drop_duplicates(["source", "offset"])
         n_unparsed = count_records(unparsed)

@@ -42,7 +42,7 @@ from aios_dagster.lib.connectors.cursors import CursorStore
 from aios_dagster.lib.connectors.pii import PiiMasker, mask_text
 from aios_dagster.lib.connectors.pii_policy import TokenCache, apply_pii
 from aios_dagster.lib.connectors.source import Reject, SourceBatch, SourceReader
-from aios_dagster.lib.connectors.spec import ConnectorSpec, resolve_env_placeholders
+from aios_dagster.lib.connectors.spec import ConnectorSpec
 from aios_dagster.lib.contracts.landing import QUARANTINE_SCHEMA
 from aios_dagster.lib.contracts.runner import Contract
 from aios_dagster.lib.lake import LakeResource
@@ -62,13 +62,13 @@ _READERS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def build_reader(spec: ConnectorSpec, environ: dict[str, str] | None = None) -> SourceReader:
-    """The reader for ``spec``'s kind, with ``${ENV}`` placeholders resolved now (run time)."""
+def build_reader(spec: ConnectorSpec) -> SourceReader:
+    """The reader for ``spec``'s kind (its source already templated by the Component)."""
     module_name, config_name, reader_name = _READERS[spec.kind]
     module = importlib.import_module(module_name)
     config_cls: type[BaseModel] = getattr(module, config_name)
     try:
-        config = config_cls.model_validate(resolve_env_placeholders(spec.source, environ))
+        config = config_cls.model_validate(spec.source)
     except Exception as exc:
         raise ValueError(f"connector {spec.name} ({spec.path}): invalid source: {exc}") from exc
     reader: SourceReader = getattr(module, reader_name)(config)

@@ -1,41 +1,20 @@
-"""A connector declared in YAML: kind, source, trigger, PII policy, landed schema, contract.
+"""The schema of a declared connector: kind, source, trigger, PII policy, landed schema, contract.
 
-Adding a source to the platform is a reviewed YAML file, not new Python. The file names what a
-data engineer needs to know and nothing about how it is read::
-
-    name: raw_customers
-    kind: files
-    contract: customers                # expectations/customers.json (record id from its meta)
-    source: {url: "{sources_dir}/crm", pattern: "customers*.csv"}
-    trigger: {sensor: {minimum_interval_s: 60}}
-    pii:
-      email: {action: tokenize, as: email_token}
-      full_name: drop
-    schema: {customer_id: string, email_token: string, ...}
-
-Two kinds of placeholder, resolved at different times on purpose:
-
-* ``{data_dir}``, ``{sources_dir}``, ``{lake_dir}``: paths from ``Settings``, filled in when the
-  definitions are built (they are not secret and the UI shows the real path);
-* ``${ENV_VAR}`` / ``${ENV_VAR:-default}``: filled in only when the connector runs, so a DSN
-  password never ends up in the asset's description or in the definitions snapshot.
+``ConnectorComponent`` (``component.py``) is this schema as a Dagster Component; its YAML lives in
+``defs/ingest/<name>/defs.yaml`` and is templated by Dagster (``{{ sources_dir }}``,
+``{{ env('VAR', 'default') }}``) before it is validated here. Validation names the file and field.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Kind = Literal["files", "mailbox", "sql", "http", "nats"]
 ColumnType = Literal["string", "int64", "float64", "bool", "timestamp", "date", "list<string>"]
 
-_ENV = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*)(?::-(?P<default>[^}]*))?\}")
-_SETTING = re.compile(r"(?<!\$)\{(?P<name>[a-z_]+)\}")  # ${UPPER} env names are not settings
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -95,14 +74,6 @@ class ConnectorSpec(BaseModel):
     enabled: bool = True  # optional systems: templated, e.g. "{{ env.AIOS_NATS_URL is not none }}"
     path: str | None = None  # the YAML file it came from, for error messages
 
-    @field_validator("pii", mode="before")
-    @classmethod
-    def _short_pii(cls, value: Any) -> Any:
-        # ``full_name: drop`` is shorthand for ``full_name: {action: drop}``.
-        if isinstance(value, dict):
-            return {k: {"action": v} if isinstance(v, str) else v for k, v in value.items()}
-        return value
-
     @model_validator(mode="after")
     def _consistent(self) -> ConnectorSpec:
         where = self.path or self.name
@@ -134,51 +105,3 @@ class ConnectorSpec(BaseModel):
         """Columns the source must provide: landed ones not made by PII rules, plus PII inputs."""
         produced = {r.as_ for r in self.pii.values() if r.as_}
         return (set(self.schema_) - produced) | set(self.pii)
-
-
-def resolve_settings_placeholders(value: Any, paths: dict[str, str]) -> Any:
-    """Fill ``{data_dir}``-style placeholders (build time); unknown names are an error."""
-    if isinstance(value, dict):
-        return {k: resolve_settings_placeholders(v, paths) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve_settings_placeholders(v, paths) for v in value]
-    if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            if m["name"] not in paths:
-                raise KeyError(f"unknown placeholder {{{m['name']}}}; known: {sorted(paths)}")
-            return paths[m["name"]]
-
-        # ${ENV} placeholders are left for run time (their defaults may use settings).
-        return _SETTING.sub(sub, value)
-    return value
-
-
-def resolve_env_placeholders(value: Any, environ: dict[str, str] | None = None) -> Any:
-    """Fill ``${VAR}`` / ``${VAR:-default}`` from the environment (run time, secrets)."""
-    env = os.environ if environ is None else environ
-    if isinstance(value, dict):
-        return {k: resolve_env_placeholders(v, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve_env_placeholders(v, env) for v in value]
-    if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            if m["name"] in env:
-                return env[m["name"]]
-            if m["default"] is not None:
-                return m["default"]
-            raise KeyError(f"environment variable {m['name']} is not set")
-
-        return _ENV.sub(sub, value)
-    return value
-
-
-def load_spec(path: Path, paths: dict[str, str]) -> ConnectorSpec:
-    """Parse and validate one connector file, with build-time placeholders filled in."""
-    data = yaml.safe_load(path.read_text())
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a connector file must be a YAML mapping")
-    data = resolve_settings_placeholders(data, paths)
-    data["path"] = str(path)
-    return ConnectorSpec.model_validate(data)
