@@ -64,11 +64,7 @@ class Settings:
                 u.strip() for u in env.get("AIOS_TRITON_GRPC_URLS", "").split(",") if u.strip()
             ),
             extra={
-                key: env[var]
-                for key, var in (
-                    ("project_dir", "AIOS_PROJECT_DIR"),
-                )
-                if var in env
+                key: env[var] for key, var in (("project_dir", "AIOS_PROJECT_DIR"),) if var in env
             },
         )
 
@@ -171,6 +167,8 @@ def active_settings(settings: Settings) -> Iterator[Settings]:
         yield settings
     finally:
         _ACTIVE.reset(token)
+
+
 _LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
