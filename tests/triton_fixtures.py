@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from aios_dagster.lib.inference.catalog import DecisionPolicy, HeadSpec, ModelSpec
 from aios_dagster.lib.serving.launcher import LocalTritonServer, TritonStartError
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.model_repository import PublishedVersion, publish_linear_model
@@ -160,3 +161,26 @@ def dead_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def numeric_spec(
+    model: str,
+    n_features: int,
+    heads: tuple[str, ...] = ("queue", "priority"),
+    input_tensor: str = "features",
+) -> ModelSpec:
+    """A model declaration scoring ``n_features`` numeric columns ``x0..`` with ``heads``."""
+    return ModelSpec(
+        name="t",
+        triton_model=model,
+        feature_table="f",
+        training_table="t",
+        id_column="id",
+        time_column="ts",
+        numeric_features=tuple(f"x{i}" for i in range(n_features)),
+        vector_features=(),
+        heads=tuple(HeadSpec(h, h) for h in heads),
+        policy=DecisionPolicy("p", 0.5, "human_review"),
+        min_holdout_accuracy=0.5,
+        input_tensor=input_tensor,
+    )

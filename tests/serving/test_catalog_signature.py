@@ -7,33 +7,10 @@ import pyarrow as pa
 import pytest
 
 from aios_dagster.lib.inference.batch import ModelSignatureError, score
-from aios_dagster.lib.inference.catalog import DecisionPolicy, HeadSpec, ModelSpec
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.model_repository import publish_linear_model
 from aios_dagster.lib.serving.triton import TritonPermanentError, TritonResource, is_permanent
-from tests.triton_fixtures import assert_matches_model, random_features
-
-
-def _spec(
-    model: str,
-    numeric: int,
-    heads: tuple[str, ...] = ("queue", "priority"),
-    input_tensor: str = "features",
-) -> ModelSpec:
-    return ModelSpec(
-        name="t",
-        triton_model=model,
-        feature_table="f",
-        training_table="t",
-        id_column="id",
-        time_column="ts",
-        numeric_features=tuple(f"x{i}" for i in range(numeric)),
-        vector_features=(),
-        heads=tuple(HeadSpec(h, h) for h in heads),
-        policy=DecisionPolicy("p", 0.5, "human_review"),
-        min_holdout_accuracy=0.5,
-        input_tensor=input_tensor,
-    )
+from tests.triton_fixtures import assert_matches_model, numeric_spec, random_features
 
 
 def _table(numeric: int, rows: int = 5) -> pa.Table:
@@ -44,7 +21,9 @@ def _table(numeric: int, rows: int = 5) -> pa.Table:
 def test_matching_signature_scores(publish_random_model, triton_resource: TritonResource) -> None:
     published = publish_random_model(n_features=16)
     triton_resource.load_model(published.name)
-    decisions, result = score(_spec(published.name, 16), _table(16), triton_resource, "run-1")
+    decisions, result = score(
+        numeric_spec(published.name, 16), _table(16), triton_resource, "run-1"
+    )
     assert decisions.num_rows == 5 and result.model_version == "1"
 
 
@@ -56,7 +35,7 @@ def test_feature_count_mismatch_names_the_tensor(
     with pytest.raises(
         ModelSignatureError, match=r"'features' has dims \[16\].*catalog builds 13"
     ) as excinfo:
-        score(_spec(published.name, 13), _table(13), triton_resource, "run-1")
+        score(numeric_spec(published.name, 13), _table(13), triton_resource, "run-1")
     assert is_permanent(excinfo.value)  # the asset fails without retry
 
 
@@ -66,7 +45,7 @@ def test_missing_head_output_is_named(
     published = publish_random_model(n_features=16, heads={"queue": 6})
     triton_resource.load_model(published.name)
     with pytest.raises(ModelSignatureError, match=r"\['priority_probs'\]"):
-        score(_spec(published.name, 16), _table(16), triton_resource, "run-1")
+        score(numeric_spec(published.name, 16), _table(16), triton_resource, "run-1")
 
 
 def test_the_catalog_input_tensor_name_is_served_and_scored(
@@ -81,7 +60,7 @@ def test_the_catalog_input_tensor_name_is_served_and_scored(
 
     x = random_features(2500, 16)  # three requests
     table = pa.table({"id": [f"r{j}" for j in range(2500)]} | {f"x{i}": x[:, i] for i in range(16)})
-    spec = _spec("named_input", 16, input_tensor="x_in")
+    spec = numeric_spec("named_input", 16, input_tensor="x_in")
     decisions, result = score(spec, table, triton_resource, "run-1")
     assert decisions.num_rows == 2500 and result.requests == 3
     assert_matches_model(result.outputs, model, x)
@@ -103,7 +82,7 @@ def test_publishing_uses_the_declared_input_tensor(
     from aios_dagster.lib.lifecycle.assets import build_model_defs
     from aios_dagster.lib.lifecycle.store import ModelStore
 
-    spec = _spec("declared_input", 16, input_tensor="x_in")
+    spec = numeric_spec("declared_input", 16, input_tensor="x_in")
     store = ModelStore(repository=str(triton_repository), candidates_dir=str(tmp_path / "models"))
     model = LinearHeadsModel.random(16, {"queue": 6, "priority": 3}, seed=5)
     report = {"holdout_accuracy": {"queue": 0.9}, "content_hash": model.content_hash()}

@@ -17,7 +17,6 @@ import pyarrow as pa
 import pytest
 
 from aios_dagster.lib.inference.batch import score
-from aios_dagster.lib.inference.catalog import DecisionPolicy, HeadSpec, ModelSpec
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.triton import (
     TritonPermanentError,
@@ -30,6 +29,7 @@ from tests.triton_fixtures import (
     ServerFactory,
     assert_matches_model,
     dead_url,
+    numeric_spec,
     random_features,
     start_or_fail,
 )
@@ -57,22 +57,6 @@ class _Background:
         assert self.done.wait(timeout_s), f"still running after {timeout_s}s"
 
 
-def _spec(model: str, n_features: int) -> ModelSpec:
-    return ModelSpec(
-        name="t",
-        triton_model=model,
-        feature_table="f",
-        training_table="t",
-        id_column="id",
-        time_column="ts",
-        numeric_features=tuple(f"x{i}" for i in range(n_features)),
-        vector_features=(),
-        heads=(HeadSpec("queue", "queue"), HeadSpec("priority", "priority")),
-        policy=DecisionPolicy("p", 0.5, "human_review"),
-        min_holdout_accuracy=0.5,
-    )
-
-
 def test_a_restart_during_config_read_and_scoring_is_ridden_through(
     tmp_path: Path, publish_random_model: PublishFn, triton_server_factory: ServerFactory
 ) -> None:
@@ -89,7 +73,7 @@ def test_a_restart_during_config_read_and_scoring_is_ridden_through(
 
     server.kill()
     config_read = _Background(resource.get_model_config, "cfg")
-    scoring = _Background(score, _spec("cfg", x.shape[1]), table, resource, "run-1")
+    scoring = _Background(score, numeric_spec("cfg", x.shape[1]), table, resource, "run-1")
     time.sleep(1.5)
     assert config_read.error is None and scoring.error is None, "failed while server down"
     assert not config_read.done.is_set() and not scoring.done.is_set()

@@ -215,11 +215,6 @@ def parse_message(
         )
 
 
-def list_mailbox(folder: Path) -> list[Path]:
-    """Message files in a stable order (by name), so batches are reproducible."""
-    return sorted(folder.glob("*.eml"))
-
-
 def read_mailbox(paths: Iterable[Path]) -> pd.DataFrame:
     """Parse message files into a frame with :data:`EMAIL_COLUMNS`."""
     rows = [parse_eml(p).__dict__ for p in paths]

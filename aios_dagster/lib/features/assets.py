@@ -1,6 +1,6 @@
 """Feature tables: hashed text features in Python, then the dbt project joins everything."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -32,15 +32,7 @@ def email_text_features(
         f"hashed {report.rows_hashed} emails from {report.parts_hashed} new or re-landed "
         f"batches; {report.parts_current} batches already current"
     )
-    return dg.MaterializeResult(
-        metadata={
-            "rows_hashed": report.rows_hashed,
-            "parts_hashed": report.parts_hashed,
-            "parts_current": report.parts_current,
-            "parts_removed": report.parts_removed,
-            "dims": TEXT_DIM,
-        }
-    )
+    return dg.MaterializeResult(metadata={**asdict(report), "dims": TEXT_DIM})
 
 
 @dataclass
