@@ -70,6 +70,24 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return failure.description
 
 
+def _fail_one_day(
+    assets: list, res: dict, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
+    """Run ``assets`` for 2026-11-03 in a throwaway instance; it must fail, without a retry."""
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            assets,
+            resources=res,
+            instance=instance,
+            partition_key="2026-11-03",
+            run_config=run_config,
+            raise_on_error=False,
+        )
+    assert not result.success
+    assert _retries(result) == 0
+    return result
+
+
 def test_a_range_run_reports_each_days_own_figures(scoring) -> None:
     spec, assets, res = scoring
     with dg.instance_for_test() as instance:
@@ -102,16 +120,7 @@ def test_a_run_without_a_partition_fails_at_once_and_says_why(scoring) -> None:
 def test_features_that_are_not_finite_fail_at_once_naming_table_and_column(scoring) -> None:
     _, assets, res = scoring
     set_feature(Path(res["warehouse"].duckdb_path), "R-1103-004", math.nan)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            assets[:1],
-            resources=res,
-            instance=instance,
-            partition_key="2026-11-03",
-            raise_on_error=False,
-        )
-    assert not result.success
-    assert _retries(result) == 0
+    result = _fail_one_day(assets[:1], res)
     message = _failure_message(result)
     assert "2026-11-03" in message and "feats" in message and "['x3']" in message
 
@@ -125,16 +134,7 @@ def test_a_model_that_disagrees_with_the_catalog_fails_at_once(
     )
     triton_resource.load_model(narrow.name)
     asset = build_prediction_asset(spec_for(narrow.name), PARTITIONS)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [asset],
-            resources=res,
-            instance=instance,
-            partition_key="2026-11-03",
-            raise_on_error=False,
-        )
-    assert not result.success
-    assert _retries(result) == 0
+    result = _fail_one_day([asset], res)
     message = _failure_message(result)
     assert f"{narrow.name}_predictions 2026-11-03" in message and "dims [12]" in message
 
@@ -142,32 +142,15 @@ def test_a_model_that_disagrees_with_the_catalog_fails_at_once(
 def test_a_model_that_is_not_served_fails_at_once(scoring) -> None:
     spec, _, res = scoring
     asset = build_prediction_asset(spec_for(f"{spec.name}_absent"), PARTITIONS)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [asset],
-            resources=res,
-            instance=instance,
-            partition_key="2026-11-03",
-            raise_on_error=False,
-        )
-    assert not result.success
-    assert _retries(result) == 0
+    result = _fail_one_day([asset], res)
     assert f"{spec.name}_absent" in _failure_message(result)
 
 
 def test_bad_config_fails_at_once_naming_the_field(scoring) -> None:
     spec, assets, res = scoring
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            assets[:1],
-            resources=res,
-            instance=instance,
-            partition_key="2026-11-03",
-            run_config={"ops": {f"{spec.name}_predictions": {"config": {"batch_rows": 0}}}},
-            raise_on_error=False,
-        )
-    assert not result.success
-    assert _retries(result) == 0
+    result = _fail_one_day(
+        assets[:1], res, {"ops": {f"{spec.name}_predictions": {"config": {"batch_rows": 0}}}}
+    )
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     assert failure is not None and failure.cause is not None
     assert "batch_rows" in failure.cause.message and "greater than 0" in failure.cause.message
