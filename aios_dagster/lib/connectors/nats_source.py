@@ -29,234 +29,31 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import nats
 import nats.errors
 import nats.js.errors
-import pyarrow as pa
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, StreamConfig
 from nats.js.client import JetStreamContext
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aios_dagster.lib.connectors.nats.config import NatsSourceConfig, _redact
+from aios_dagster.lib.connectors.nats.decode import META_COLUMNS, _parse, _preview, _to_table
+from aios_dagster.lib.connectors.nats.session import _ACK_TIMEOUT_S, _API_TIMEOUT_S, _Session
 from aios_dagster.lib.connectors.source import (
     Cursor,
     PermanentSourceError,
     Reject,
     SourceBatch,
-    SourceError,
     TransientSourceError,
 )
+
+__all__ = ["META_COLUMNS", "NatsReader", "NatsSourceConfig"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-META_COLUMNS = ("_stream_seq", "_subject")
-"""Columns the reader adds to every row; a payload that already has one of them is rejected."""
-
-_PREVIEW_CHARS = 500  # how much of a rejected payload goes to quarantine
-_ACK_TIMEOUT_S = 5.0  # per acknowledgement round trip (they run concurrently)
-_API_TIMEOUT_S = 5.0  # JetStream API requests (stream/consumer info and creation)
-# Connection attempts per server before giving up. A refused connection fails in ~1 s per retry,
-# so an unreachable server surfaces as a TransientSourceError within a few seconds instead of
-# nats-py's default (60 attempts, 2 s apart: two minutes of a run that looks hung).
-_RECONNECT_ATTEMPTS = 2
-_RECONNECT_WAIT_S = 1.0
-_AUTH_ERRORS = (nats.errors.AuthorizationError, nats.errors.InvalidUserCredentialsError)
-_NAME_PATTERN = r"^[^.\s*>/\\]+$"  # JetStream stream / consumer names
-
-
-class NatsSourceConfig(BaseModel):
-    """The ``source:`` block of a ``kind: nats`` connector.
-
-    ``ack_wait_s`` must exceed the time to land one batch (mask, validate, write Parquet, save
-    the cursor): past it JetStream redelivers the batch while it is still being landed, which
-    is harmless (dedup) but wasteful. ``max_batches`` caps one run so that a busy stream cannot
-    keep a run going forever; a run also stops as soon as the consumer has nothing pending.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    servers: str | list[str] = Field(
-        description="NATS URL(s), e.g. nats://127.0.0.1:4222 (a list or a comma-separated str)"
-    )
-    stream: str = Field(pattern=_NAME_PATTERN)
-    subject: str = Field(min_length=1, description="filter subject; wildcards allowed")
-    durable: str = Field(pattern=_NAME_PATTERN, description="durable pull consumer name")
-    batch_size: int = Field(default=500, ge=1, le=10_000)
-    fetch_timeout_s: float = Field(default=2.0, gt=0)
-    ack_wait_s: float = Field(default=300.0, gt=0)
-    max_batches: int = Field(default=100, ge=1)
-    connect_timeout_s: float = Field(default=5.0, gt=0)
-    create_stream: bool = False
-
-    @field_validator("servers")
-    @classmethod
-    def _non_empty_servers(cls, value: str | list[str]) -> str | list[str]:
-        urls = [value] if isinstance(value, str) else value
-        if not [part for url in urls for part in url.split(",") if part.strip()]:
-            raise ValueError("servers: at least one NATS URL is needed")
-        return value
-
-    @field_validator("subject")
-    @classmethod
-    def _subject_has_no_spaces(cls, value: str) -> str:
-        if any(ch.isspace() for ch in value):
-            raise ValueError(f"subject {value!r} must not contain whitespace")
-        return value
-
-    @property
-    def server_urls(self) -> list[str]:
-        """The servers as nats-py wants them: a list of URLs, each with a scheme."""
-        raw = [self.servers] if isinstance(self.servers, str) else self.servers
-        urls = [part.strip() for url in raw for part in url.split(",") if part.strip()]
-        return [url if "://" in url else f"nats://{url}" for url in urls]
-
-    @property
-    def public_servers(self) -> str:
-        """The server URLs without credentials (user:password@ or token@), for messages."""
-        return ",".join(_redact(url) for url in self.server_urls)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-class _Session:
-    """One private event loop and one NATS connection, alive as long as a generator or probe.
-
-    Everything async runs through ``run`` so that nats-py errors become source errors with the
-    server named, and so that nothing touches the loop once it is closed.
-    """
-
-    def __init__(self, config: NatsSourceConfig, source: str) -> None:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            # run_until_complete cannot nest inside a running loop; say so instead of failing
-            # with asyncio's generic message deep inside a batch.
-            raise RuntimeError(
-                "NatsReader is synchronous; call it from a thread without a running event loop"
-            )
-        self.config = config
-        self.source = source
-        self.loop = asyncio.new_event_loop()
-        self.nc: Client | None = None
-        self.in_flight: dict[int, list[Msg]] = {}  # batch number -> messages not yet acked
-        self.acked = 0  # batches acknowledged so far
-        self._errors: list[BaseException] = []
-
-    @property
-    def closed(self) -> bool:
-        return self.loop.is_closed()
-
-    def run(self, coro: Coroutine[Any, Any, T], record: str | None = None) -> T:
-        if self.closed:
-            coro.close()
-            raise RuntimeError(f"{self.source}: the reader is closed (its generator finished)")
-        try:
-            return self.loop.run_until_complete(coro)
-        except SourceError:
-            raise
-        except Exception as exc:
-            raise self._source_error(exc, record) from exc
-
-    def _source_error(self, exc: Exception, record: str | None) -> SourceError:
-        servers = self.config.public_servers
-        if isinstance(exc, _AUTH_ERRORS):
-            return PermanentSourceError(self.source, record, f"NATS at {servers} refused: {exc!r}")
-        if isinstance(exc, nats.js.errors.NotFoundError):
-            return PermanentSourceError(self.source, record, f"not found on {servers}: {exc}")
-        if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.js.errors.ServerError):
-            return TransientSourceError(self.source, record, f"JetStream at {servers}: {exc}")
-        if isinstance(exc, nats.js.errors.APIError):  # 4xx: a request retrying cannot fix
-            return PermanentSourceError(self.source, record, f"JetStream at {servers}: {exc}")
-        if isinstance(exc, nats.errors.NoRespondersError):
-            return TransientSourceError(
-                self.source, record, f"JetStream at {servers} did not answer (not enabled there?)"
-            )
-        if isinstance(exc, nats.errors.Error | OSError | TimeoutError):
-            return TransientSourceError(self.source, record, f"NATS at {servers}: {exc!r}")
-        return PermanentSourceError(self.source, record, f"NATS at {servers}: {exc!r}")
-
-    async def _on_error(self, exc: Exception) -> None:
-        # nats-py's default callback logs every failed attempt as an ERROR with a traceback;
-        # keep them for the final message instead and log quietly.
-        self._errors.append(exc)
-        log.debug("nats %s: %r", self.config.public_servers, exc)
-
-    def connect(self) -> Client:
-        async def _connect() -> Client:
-            return await nats.connect(
-                servers=self.config.server_urls,
-                connect_timeout=self.config.connect_timeout_s,  # annotated int, float works
-                max_reconnect_attempts=_RECONNECT_ATTEMPTS,
-                reconnect_time_wait=_RECONNECT_WAIT_S,
-                error_cb=self._on_error,
-                name=f"aios_dagster {self.config.durable}",
-            )
-
-        try:
-            self.nc = self.loop.run_until_complete(_connect())
-        except Exception as exc:
-            cause = self._errors[-1] if self._errors else exc
-            # Wrong credentials stay wrong; anything else (refused, timed out) may pass next time.
-            kind = PermanentSourceError if isinstance(cause, _AUTH_ERRORS) else TransientSourceError
-            raise kind(
-                self.source,
-                None,
-                f"cannot connect to NATS at {self.config.public_servers}: {cause!r}",
-            ) from exc
-        return self.nc
-
-    def close(self) -> None:
-        """NAK what was never acknowledged, close the connection, then the loop.
-
-        The NAK makes JetStream redeliver an unlanded batch to the next run at once instead of
-        after ``ack_wait_s``; it is best effort (a dead process cannot send it, and then
-        ``ack_wait_s`` does the same job).
-        """
-        if self.closed:
-            return
-        try:
-            if self.nc is not None and not self.nc.is_closed:
-                pending = [msg for msgs in self.in_flight.values() for msg in msgs]
-                self.in_flight.clear()
-                try:
-                    self.loop.run_until_complete(
-                        asyncio.wait_for(_nak_and_close(self.nc, pending), _ACK_TIMEOUT_S)
-                    )
-                except Exception as exc:  # closing must not hide the error that ended the run
-                    log.debug("nats %s: close failed: %r", self.config.public_servers, exc)
-        finally:
-            tasks = asyncio.all_tasks(self.loop)
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
-            self.loop.close()
-
-
-async def _nak_and_close(nc: Client, msgs: list[Msg]) -> None:
-    for msg in msgs:
-        try:
-            await msg.nak()
-        except nats.errors.Error as exc:
-            log.debug("nak of %s failed: %r", msg.reply, exc)
-    await nc.close()  # flushes the NAKs before closing
 
 
 class NatsReader:
@@ -522,87 +319,3 @@ class NatsReader:
                 f"stream {cfg.stream!r} does not exist on {cfg.public_servers}",
             ) from None
         return (state.messages, state.last_seq)
-
-
-# -- payloads to rows ------------------------------------------------------------------------
-
-
-def _preview(text: str) -> str:
-    return text if len(text) <= _PREVIEW_CHARS else text[:_PREVIEW_CHARS] + "..."
-
-
-def _parse(data: bytes, record: str) -> tuple[dict[str, Any] | None, Reject | None]:
-    """One payload -> one row, or the reason it cannot be one (the rest of the batch goes on)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, Reject(record, "undecodable", _preview(data.decode("utf-8", "replace")))
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
-        return None, Reject(record, "not_json", _preview(text))
-    if not isinstance(value, dict):
-        return None, Reject(record, "not_an_object", _preview(text))
-    if any(column in value for column in META_COLUMNS):
-        # Overwriting the producer's field would silently lose it; quarantine says why.
-        return None, Reject(record, "reserved_field", _preview(text))
-    return value, None
-
-
-def _to_table(rows: list[dict[str, Any]]) -> tuple[pa.Table, list[int], dict[int, str]]:
-    """Rows -> an Arrow table, typed by Arrow's inference over the whole batch.
-
-    Why not ``pa.Table.from_pylist(rows)`` as is: it takes the column names from the *first*
-    row only, silently dropping a field that first appears later; here the columns are the
-    union of all keys in first-seen order (missing values are null), then ``_stream_seq``
-    (int64) and ``_subject`` (string). Types are inferred (ints -> int64, ints mixed with floats
-    -> double, objects -> struct, arrays -> list, all-null -> null) because the bus carries no
-    schema: the connector's declared schema and contract downstream are what pin the types.
-
-    When a field's values cannot share one type (``1`` in one message, ``"x"`` in another) the
-    first-seen type wins and the later rows are returned as conflicts (row index -> column) to
-    be rejected, so one odd producer cannot block the stream behind a batch that never lands.
-    Returns the table, the indexes of the rows kept, and the conflicts.
-    """
-    meta = {"_stream_seq": pa.int64(), "_subject": pa.string()}
-    names = [name for name in dict.fromkeys(k for row in rows for k in row) if name not in meta]
-    conflicts: dict[int, str] = {}
-    while True:
-        kept = [i for i in range(len(rows)) if i not in conflicts]
-        columns: dict[str, pa.Array] = {}
-        failed: str | None = None
-        for name in names:
-            try:
-                columns[name] = pa.array([rows[i].get(name) for i in kept])
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                failed = name
-                break
-        if failed is None:
-            break
-        bad = _conflicting([(i, rows[i].get(failed)) for i in kept])
-        if not bad:  # Arrow rejects the column although each value fits: keep none of them
-            bad = [i for i in kept if rows[i].get(failed) is not None]
-        for i in bad:
-            conflicts[i] = failed
-    for name, type_ in meta.items():
-        columns[name] = pa.array([rows[i][name] for i in kept], type=type_)
-    # from_arrays, not pa.table(dict): the latter imports pandas (a second, once) to sniff a frame
-    return pa.Table.from_arrays(list(columns.values()), names=list(columns)), kept, conflicts
-
-
-def _conflicting(values: list[tuple[int, Any]]) -> list[int]:
-    """Indexes whose value does not fit the type of the values accepted before it."""
-    accepted: list[Any] = []
-    type_: pa.DataType = pa.null()
-    bad: list[int] = []
-    for index, value in values:
-        try:
-            pa.array([value], type=type_)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            try:  # may still fit by widening (int then float -> double); the slow path, rarely
-                type_ = pa.array([*accepted, value]).type
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                bad.append(index)
-                continue
-        accepted.append(value)
-    return bad
