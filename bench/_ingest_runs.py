@@ -1,0 +1,242 @@
+"""The measured ingest paths and how each child process times them and reads its memory.
+
+Each path (ours, the pyarrow floors, the stream floor plus PII) runs in its own subprocess so
+peak memories do not contaminate each other; this module is what that child imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _ingest_data import BATCH_ROWS, BLOCK_SIZE, DATASET, NOW
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+class Work:
+    """Paths and objects shared by the measured paths (built in the child, not timed)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.csv = next((workdir / "drop").glob("*.csv"))
+        self.runs = workdir / "runs"
+
+    def fresh(self, name: str) -> Path:
+        target = self.runs / name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        return target
+
+    def connector(self) -> tuple[Any, Any, Any]:
+        from aios_dagster.lib.connectors.component import load_connector
+        from aios_dagster.lib.connectors.pii import PiiMasker
+        from aios_dagster.lib.contracts.runner import load_contract
+
+        spec = load_connector(self.workdir / "defs.yaml", {"sources_dir": str(self.workdir)})
+        contract = load_contract(self.workdir / "expectations" / f"{DATASET}.json")
+        return spec, contract, PiiMasker(hmac_key="bench-key")
+
+
+def ours_factory(work: Work) -> Callable[[str], Any]:
+    from aios_dagster.lib.connectors.cursors import CursorStore
+    from aios_dagster.lib.connectors.runtime import build_reader, run_connector
+    from aios_dagster.lib.lake import LakeResource
+
+    spec, contract, pii = work.connector()
+
+    def run(name: str, max_batches: int | None = None, warm: bool = False) -> Any:
+        out = work.fresh(name)
+        max_batches = 1 if warm else max_batches
+        return run_connector(
+            spec,
+            build_reader(spec),
+            contract,
+            lake=LakeResource(root=str(out / "lake")),
+            pii=pii,
+            cursors=CursorStore(root=str(out / "cursors")),
+            now=lambda: NOW,
+            max_batches=max_batches,
+        )
+
+    return run
+
+
+def floor_factory(work: Work) -> Callable[[str], Any]:
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    def run(name: str, warm: bool = False) -> int:
+        out = work.fresh(name)
+        table = pa_csv.read_csv(work.csv)
+        pq.write_table(table, out / "data.parquet", compression="zstd")
+        return table.num_rows
+
+    return run
+
+
+def _stream(
+    work: Work, name: str, transform: Callable[[Any], Any] | None, limit: int | None = None
+) -> int:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    out = work.fresh(name)
+    names = pa_csv.open_csv(work.csv).schema.names
+    reader = pa_csv.open_csv(
+        work.csv,
+        read_options=pa_csv.ReadOptions(use_threads=False, block_size=BLOCK_SIZE),
+        parse_options=pa_csv.ParseOptions(newlines_in_values=True),  # as the connector parses
+        convert_options=pa_csv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=True,
+            null_values=[""],
+        ),
+    )
+    rows = 0
+    writer: pq.ParquetWriter | None = None
+    pending: list[Any] = []
+    pending_rows = 0
+
+    def flush() -> None:
+        nonlocal writer, pending, pending_rows
+        table = pa.Table.from_batches(pending)
+        if transform is not None:
+            table = transform(table)
+        if writer is None:
+            writer = pq.ParquetWriter(out / "data.parquet", table.schema, compression="zstd")
+        writer.write_table(table)
+        pending, pending_rows = [], 0
+
+    for batch in reader:
+        if limit is not None and rows >= limit:
+            break
+        rows += batch.num_rows
+        if transform is None:
+            pending = [batch]
+            flush()
+            continue
+        pending.append(batch)  # the connector's batching: 100k rows a batch
+        pending_rows += batch.num_rows
+        if pending_rows >= BATCH_ROWS:
+            flush()
+    if pending:
+        flush()
+    if writer is not None:
+        writer.close()
+    return rows
+
+
+def stream_floor_factory(work: Work) -> Callable[[str], Any]:
+    return lambda name, warm=False: _stream(work, name, None)
+
+
+def pii_factory(work: Work) -> Callable[[str], Any]:
+    from aios_dagster.lib.connectors.pii_policy import TokenCache, apply_pii
+
+    spec, _contract, pii = work.connector()
+    tokens = TokenCache(pii)
+
+    def transform(table: Any) -> Any:
+        return apply_pii(table, spec.pii, tokens)[0]
+
+    return lambda name, warm=False: _stream(
+        work, name, transform, limit=BATCH_ROWS if warm else None
+    )
+
+
+FACTORIES: dict[str, Callable[[Work], Callable[..., Any]]] = {
+    "ours": ours_factory,
+    "pyarrow_floor": floor_factory,
+    "pyarrow_stream_floor": stream_floor_factory,
+    "pyarrow_plus_pii": pii_factory,
+}
+
+
+def _settle() -> None:
+    """Hand freed memory back to the OS (Python, pyarrow's pool, glibc) before a baseline."""
+    import ctypes
+    import gc
+
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _reset_peak() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux ``clear_refs`` 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def child_measure(path: str, workdir: Path, reps: int, budget_s: float) -> dict[str, Any]:
+    """Warm up once, then up to ``reps`` timed runs within ``budget_s``; memory from /proc.
+
+    ``process`` peak: VmHWM over the child's whole life (imports, warm-up, reps). ``work`` peak:
+    VmHWM over the timed reps minus the RSS they started from (after imports and warm-up, with
+    freed memory handed back), i.e. what the ingest itself needed on top of a warm process.
+    """
+    if path in ("ours", "pyarrow_plus_pii"):
+        import great_expectations  # noqa: F401  (imported lazily by validate_frame: not work)
+    work = Work(workdir)
+    run = FACTORIES[path](work)
+    started = time.perf_counter()
+    last = run(f"{path}-warmup", warm=True)  # ours and (c2): the first 100k-row batch only
+    warmup_s = time.perf_counter() - started
+    shutil.rmtree(work.runs / f"{path}-warmup", ignore_errors=True)
+    _settle()
+    lifetime_kib = _status_kib("VmHWM")
+    reset = _reset_peak()
+    baseline_kib = _status_kib("VmRSS")
+    times: list[float] = []
+    cpu: list[float] = []
+    spent = warmup_s
+    for _ in range(reps):
+        if times and spent + times[-1] > budget_s:
+            break  # one more rep would overrun the budget: report fewer, the JSON says so
+        started, cpu_started = time.perf_counter(), time.process_time()
+        last = run(f"{path}-rep")
+        times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)  # every thread: robust to a busy box
+        spent += times[-1]
+    peak_kib = _status_kib("VmHWM")
+    result: dict[str, Any] = {
+        "times_s": times,
+        "cpu_s": cpu,
+        "warmup_s": warmup_s,
+        "baseline_mib": baseline_kib / 1024,
+        "peak_mib": max(peak_kib, lifetime_kib) / 1024,
+        "work_peak_mib": (peak_kib - baseline_kib) / 1024,
+        "peak_reset": reset,
+        "lake": str(work.runs / f"{path}-rep"),
+    }
+    if path == "ours":
+        result["report"] = {
+            "batches": last.batches,
+            "rows_in": last.rows_in,
+            "rows_landed": last.rows_landed,
+            "records_quarantined": last.records_quarantined,
+            "rejects": last.rejects,
+            "failed_rules": dict(last.failed_rules),
+            "pii_masked": dict(last.pii_masked),
+            "drift": last.drift.describe(),
+        }
+    else:
+        result["rows"] = last
+    return result
