@@ -181,6 +181,5 @@ def numeric_spec(
         vector_features=(),
         heads=tuple(HeadSpec(h, h) for h in heads),
         policy=DecisionPolicy("p", 0.5, "human_review"),
-        min_holdout_accuracy=0.5,
         input_tensor=input_tensor,
     )

@@ -28,7 +28,6 @@ def spec_for(model: str) -> ModelSpec:
         vector_features=(),
         heads=(HeadSpec("team", "team"), HeadSpec("urgency", "urgency")),
         policy=DecisionPolicy("team-or-review", 0.4, "needs_a_person"),
-        min_holdout_accuracy=0.5,
     )
 
 

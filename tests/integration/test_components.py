@@ -191,14 +191,14 @@ def test_a_rule_broken_inside_a_connector_names_the_file_and_the_pii_column(
 def test_a_typo_in_a_model_names_the_file_and_the_field(tmp_path: Path) -> None:
     doc = yaml.safe_load((ROOT / "aios_dagster/defs/models/email_router/defs.yaml").read_text())
     doc["attributes"]["policy"]["min_confidense"] = 0.5
-    doc["attributes"]["gate"]["min_holdout_accuracy"] = 7
+    doc["attributes"]["gate"]["floors"]["queue"]["accuracy"] = 7
     _package_with(tmp_path, "typo_model", "email_router", doc)
     with pytest.raises(ValueError) as raised:
         load_catalog(tmp_path / "typo_model" / "defs")
     message = str(raised.value)
     assert "email_router/defs.yaml" in message
     assert "policy.min_confidense" in message
-    assert "gate.min_holdout_accuracy" in message and "between 0 and 1" in message
+    assert "gate.floors.queue" in message and "between 0 and 1" in message
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

@@ -8,7 +8,8 @@ feature order used by training, Triton requests and in-process reference scoring
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,59 @@ class DecisionPolicy:
 
 
 @dataclass(frozen=True)
+class HeadFloor:
+    """The least a candidate must reach on one head's holdout, whatever the champion does."""
+
+    accuracy: float = 0.0
+    macro_f1: float = 0.0
+    recall: Mapping[str, float] = field(default_factory=dict)  # per class label
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """Promotion gate: absolute floors per head, and non-inferiority against the champion.
+
+    Non-inferiority: on every head, the candidate's ``non_inferiority_metric`` may be lower
+    than the champion's on the same holdout rows by at most ``non_inferiority_margin``.
+    """
+
+    floors: Mapping[str, HeadFloor] = field(default_factory=dict)
+    non_inferiority_metric: str = "macro_f1"
+    non_inferiority_margin: float = 0.02
+    holdout_fraction: float = 0.2
+    # 0/1 indicator features whose rows get their own metrics (the model card's per-segment
+    # view); reported, not gated.
+    segments: tuple[str, ...] = ()
+
+
+RISK_CLASSES = ("minimal", "limited", "high")
+
+
+@dataclass(frozen=True)
+class GovernanceSpec:
+    """EU AI Act style risk class and what the model card states about intended use.
+
+    A ``high`` risk model is never promoted to champion before a person approves the version.
+    """
+
+    risk_class: str = "limited"
+    intended_use: str = ""
+    limitations: tuple[str, ...] = ()
+    owner: str = ""
+
+    @property
+    def approval_required(self) -> bool:
+        return self.risk_class == "high"
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """Share of records (by a hash of the record id) decided by the challenger while canarying."""
+
+    canary_share: float = 0.0
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     triton_model: str
@@ -53,7 +107,9 @@ class ModelSpec:
     vector_features: tuple[str, ...]
     heads: tuple[HeadSpec, ...]
     policy: DecisionPolicy
-    min_holdout_accuracy: float
+    gate: GateSpec = field(default_factory=GateSpec)
+    governance: GovernanceSpec = field(default_factory=GovernanceSpec)
+    rollout: RolloutSpec = field(default_factory=RolloutSpec)
     input_tensor: str = "features"
     max_batch_size: int = 1024
 
@@ -122,13 +178,67 @@ class PolicyConfig(_Strict):
         return _unit_interval("min_confidence", value)
 
 
-class GateConfig(_Strict):
-    min_holdout_accuracy: float
+class FloorConfig(_Strict):
+    accuracy: float = 0.0
+    macro_f1: float = 0.0
+    recall: dict[str, float] = Field(default_factory=dict)
 
-    @field_validator("min_holdout_accuracy")
+    @model_validator(mode="after")
+    def _shares(self) -> FloorConfig:
+        _unit_interval("accuracy", self.accuracy)
+        _unit_interval("macro_f1", self.macro_f1)
+        for label, value in self.recall.items():
+            _unit_interval(f"recall.{label}", value)
+        return self
+
+
+class NonInferiorityConfig(_Strict):
+    metric: str = "macro_f1"
+    margin: float = 0.02
+
+    @model_validator(mode="after")
+    def _valid(self) -> NonInferiorityConfig:
+        if self.metric not in ("accuracy", "macro_f1"):
+            raise ValueError(f"metric must be accuracy or macro_f1, not {self.metric!r}")
+        _unit_interval("margin", self.margin)
+        return self
+
+
+class GateConfig(_Strict):
+    holdout_fraction: float = 0.2
+    floors: dict[str, FloorConfig] = Field(default_factory=dict)
+    non_inferiority: NonInferiorityConfig = Field(default_factory=NonInferiorityConfig)
+    segments: list[str] = Field(default_factory=list)
+
+    @field_validator("holdout_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"holdout_fraction must be between 0 and 1 (exclusive), not {value}")
+        return value
+
+
+class GovernanceConfig(_Strict):
+    risk_class: str = "limited"
+    intended_use: str = ""
+    limitations: list[str] = Field(default_factory=list)
+    owner: str = ""
+
+    @field_validator("risk_class")
+    @classmethod
+    def _risk(cls, value: str) -> str:
+        if value not in RISK_CLASSES:
+            raise ValueError(f"risk_class must be one of {list(RISK_CLASSES)}, not {value!r}")
+        return value
+
+
+class RolloutConfig(_Strict):
+    canary_share: float = 0.0
+
+    @field_validator("canary_share")
     @classmethod
     def _share(cls, value: float) -> float:
-        return _unit_interval("min_holdout_accuracy", value)
+        return _unit_interval("canary_share", value)
 
 
 class ModelConfig(_Strict):
@@ -146,7 +256,9 @@ class ModelConfig(_Strict):
     inputs: InputsConfig
     heads: dict[str, HeadConfig]
     policy: PolicyConfig
-    gate: GateConfig
+    gate: GateConfig = Field(default_factory=GateConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -160,6 +272,12 @@ class ModelConfig(_Strict):
             raise ValueError("heads: declare at least one output head")
         if not self.inputs.numeric and not self.inputs.vectors:
             raise ValueError("inputs: declare at least one feature column")
+        unknown = sorted(set(self.gate.floors) - set(self.heads))
+        if unknown:
+            raise ValueError(f"gate.floors: {unknown} are not heads (heads: {sorted(self.heads)})")
+        stray = sorted(set(self.gate.segments) - set(self.inputs.numeric))
+        if stray:
+            raise ValueError(f"gate.segments: {stray} are not numeric inputs")
         return self
 
     def to_spec(self) -> ModelSpec:
@@ -178,7 +296,23 @@ class ModelConfig(_Strict):
                 min_confidence=self.policy.min_confidence,
                 review_queue=self.policy.review_queue,
             ),
-            min_holdout_accuracy=self.gate.min_holdout_accuracy,
+            gate=GateSpec(
+                floors={
+                    h: HeadFloor(f.accuracy, f.macro_f1, dict(f.recall))
+                    for h, f in self.gate.floors.items()
+                },
+                non_inferiority_metric=self.gate.non_inferiority.metric,
+                non_inferiority_margin=self.gate.non_inferiority.margin,
+                holdout_fraction=self.gate.holdout_fraction,
+                segments=tuple(self.gate.segments),
+            ),
+            governance=GovernanceSpec(
+                risk_class=self.governance.risk_class,
+                intended_use=self.governance.intended_use,
+                limitations=tuple(self.governance.limitations),
+                owner=self.governance.owner,
+            ),
+            rollout=RolloutSpec(canary_share=self.rollout.canary_share),
             input_tensor=self.input_tensor,
             max_batch_size=self.max_batch_size,
         )

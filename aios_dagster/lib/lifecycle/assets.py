@@ -19,6 +19,11 @@ def catalog(models_dir: Path | None = None) -> dict[str, ModelSpec]:
     return load_catalog(models_dir or current_settings().models_dir)
 
 
+def _floor(spec: ModelSpec) -> float:
+    floor = spec.gate.floors.get(spec.heads[0].name)
+    return floor.accuracy if floor else 0.0
+
+
 def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
     """Training, quality gate and publishing assets for one catalog entry."""
     candidate_key = dg.AssetKey(f"{spec.name}_candidate")
@@ -58,15 +63,15 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
         asset=candidate_key,
         name="quality_gate",
         blocking=True,
-        description=f"Holdout accuracy of the first head >= {spec.min_holdout_accuracy}.",
+        description=f"Holdout accuracy of the first head >= {_floor(spec)}.",
     )
     def _gate(models: ModelStore) -> dg.AssetCheckResult:
         _model, report = models.load_candidate(spec.name)
         first = spec.heads[0].name
         accuracy = report["holdout_accuracy"][first]
         return dg.AssetCheckResult(
-            passed=accuracy >= spec.min_holdout_accuracy,
-            metadata={"holdout_accuracy": accuracy, "threshold": spec.min_holdout_accuracy},
+            passed=accuracy >= _floor(spec),
+            metadata={"holdout_accuracy": accuracy, "threshold": _floor(spec)},
         )
 
     @dg.asset(
@@ -84,11 +89,11 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
         accuracy = report["holdout_accuracy"][spec.heads[0].name]
         if report.get("content_hash") != model.content_hash():
             raise ValueError(f"{spec.name}: candidate weights and report disagree; retrain")
-        if accuracy < spec.min_holdout_accuracy:
+        if accuracy < _floor(spec):
             # The blocking check guards a full run; this guards a publish launched on its own.
             raise ValueError(
                 f"{spec.name}: candidate holdout accuracy {accuracy:.3f} is below the gate "
-                f"{spec.min_holdout_accuracy}; refusing to publish"
+                f"{_floor(spec)}; refusing to publish"
             )
         published = publish_linear_model(
             Path(models.repository),
