@@ -5,11 +5,11 @@ from __future__ import annotations
 import codecs
 import contextlib
 import io
-import re
 from collections.abc import Callable
 from typing import IO, Any
 
 import fsspec.compression
+import numpy as np
 
 from aios_dagster.lib.connectors.files.storage import StorageError
 
@@ -41,7 +41,7 @@ def _ascii_compatible(encoding: str) -> bool:
         return False
 
 
-_BLANK_LINE = re.compile(rb"\n(?=\r?\n)")
+_LF, _CR = ord("\n"), ord("\r")
 _UTF8_BOM = codecs.BOM_UTF8
 
 
@@ -138,10 +138,11 @@ class TextStream(io.RawIOBase):
         else:
             cut = whole.rfind(b"\n") + 1
             emit, self._carry = whole[:cut], (b"" if self.error else whole[cut:])
+        newlines = _newlines(emit)
         if self._on_blank is not None and emit:
-            self._find_blank_lines(emit)
-        self._lines += emit.count(b"\n")
-        self._tail = (self._tail + emit)[-2:]
+            self._find_blank_lines(emit, newlines)
+        self._lines += len(newlines)
+        self._tail = (self._tail + emit[-2:])[-2:]
         self._buffer, self._pos = emit, 0
         if self.error is not None:
             self.error.line = self._lines + 1  # the first line not handed out
@@ -210,7 +211,8 @@ class TextStream(io.RawIOBase):
             )
         return BadInput(rule, detail, line, good=good.encode("utf-8"))
 
-    def _find_blank_lines(self, out: bytes) -> None:
+    def _find_blank_lines(self, out: bytes, newlines: np.ndarray) -> None:
+        """Report each empty line in ``out`` (``newlines``: the offsets of its ``\\n`` bytes)."""
         assert self._on_blank is not None
         tail = self._tail
         at_line_start = tail == b"" or tail.endswith(b"\n")
@@ -219,10 +221,21 @@ class TextStream(io.RawIOBase):
             after_cr and out.startswith(b"\n")
         ):
             self._on_blank(self._lines + 1)
-        if b"\n\n" not in out and b"\n\r\n" not in out:
+        if len(newlines) < 2:
             return
-        lines, last = self._lines, 0
-        for match in _BLANK_LINE.finditer(out):
-            lines += out.count(b"\n", last, match.start() + 1)
-            last = match.start() + 1
-            self._on_blank(lines + 1)
+        # A line is empty when the newline ending the line before it is followed directly by
+        # its own ("\n\n") or by "\r\n"; the k-th newline (from 0) ends line ``lines + k + 1``.
+        gap = np.diff(newlines)
+        blank = gap == 1
+        crlf = np.flatnonzero(gap == 2)
+        if len(crlf):
+            data = np.frombuffer(out, dtype=np.uint8)
+            blank[crlf[data[newlines[crlf] + 1] == _CR]] = True
+        for k in np.flatnonzero(blank).tolist():
+            self._on_blank(self._lines + k + 2)
+
+
+def _newlines(data: bytes) -> np.ndarray:
+    """Offsets of the ``\\n`` bytes in ``data``, found by numpy, which works outside Python's lock
+    (the parser's read-ahead thread calls this while the batch before is being landed)."""
+    return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _LF)
