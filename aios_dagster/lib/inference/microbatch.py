@@ -9,7 +9,8 @@ exactly one current prediction whichever run scored it; every scoring is in the 
 
 The part name is derived from the ids it holds (``...__mb=<hash>``), so a retried run that
 scored the same rows rewrites the same part, and a later daily batch run of that day replaces
-micro-batch parts with its own (same ``date=`` prefix).
+micro-batch parts with its own (same ``date=`` prefix). Canary routing is the batch scorer's
+(``batch.score``): by record id, so an email goes to the same version whichever run scores it.
 """
 
 import hashlib
@@ -121,6 +122,8 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "days": [d.isoformat() for d in sorted(by_day)],
                 "needs_review": int(pc.sum(decisions.column("needs_review")).as_py() or 0),
                 "model_version": result.model_version,
+                "challenger_version": result.challenger_version,
+                "canary_rows": result.canary_rows,
                 "requests": result.requests,
                 "retries": result.retries,
             }

@@ -4,8 +4,9 @@ A plain function (no Dagster context) so a day can be scored, and tested, on its
 prediction asset loops over the days of its partition range and reports each day's figures
 on that day's materialization.
 
-Each day is one predictions part keyed by (day, model, version): re-scoring a day replaces its
-rows instead of duplicating them. The day's decisions are also appended to the decision log,
+Each day is one predictions part keyed by (day, model, champion version): re-scoring a day
+replaces its rows instead of duplicating them; canary rows sit in the same part, each naming
+the version that decided it. The day's decisions are also appended to the decision log,
 and only once the predictions part is in place, so every logged decision is one that took
 effect (see ``decision_log``).
 """
@@ -13,13 +14,15 @@ effect (see ``decision_log``).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from aios_dagster.lib.inference.batch import score
+from aios_dagster.lib.inference.batch import Deployment, score
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
 from aios_dagster.lib.lake import LakeResource
@@ -28,7 +31,36 @@ from aios_dagster.lib.warehouse import WarehouseResource
 
 
 def predictions_part(day: date, model: str, version: str) -> str:
+    """The day's part, named by the champion version (canary rows name theirs in the rows)."""
     return f"date={day.isoformat()}__model={model}__v={version}"
+
+
+def latency_percentiles(latencies_ms: list[float]) -> dict[str, float]:
+    """p50/p95/p99 of per-request latencies (nearest rank); empty when nothing was sent."""
+    ordered = sorted(latencies_ms)
+    if not ordered:
+        return {}
+
+    def pct(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 2)
+
+    return {"latency_ms_p50": pct(0.5), "latency_ms_p95": pct(0.95), "latency_ms_p99": pct(0.99)}
+
+
+def day_batches(
+    spec: ModelSpec, day: date, warehouse: WarehouseResource, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """The day's (UTC) feature rows in id order, in Arrow batches of at most ``batch_rows``."""
+    cols = ", ".join((spec.id_column, *spec.feature_columns))
+    for batch in warehouse.query_batches(
+        f"select {cols} from {spec.feature_table} "
+        f"where cast({spec.time_column} at time zone 'UTC' as date) = ? "
+        f"order by {spec.id_column}",
+        [day],
+        batch_rows=batch_rows,
+    ):
+        if batch.num_rows:
+            yield batch
 
 
 @dataclass
@@ -41,16 +73,18 @@ class DayScore:
     requests: int = 0
     retries: int = 0
     failovers: int = 0
-    model_version: str = ""
+    deployment: Deployment | None = None  # pinned by the first batch
+    canary_rows: int = 0
     part: str | None = None
     latencies_ms: list[float] = field(default_factory=list)
 
+    @property
+    def model_version(self) -> str:
+        """The champion version of the day."""
+        return self.deployment.champion if self.deployment else ""
+
     def metadata(self) -> dict[str, Any]:
-        latencies = sorted(self.latencies_ms)
-
-        def pct(p: float) -> float:
-            return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
-
+        deployment = self.deployment or Deployment()
         return {
             "dagster/row_count": self.rows,
             "needs_review": self.needs_review,
@@ -58,15 +92,10 @@ class DayScore:
             "retries": self.retries,
             "failovers": self.failovers,
             "model_version": self.model_version,
-            **(
-                {
-                    "latency_ms_p50": pct(0.5),
-                    "latency_ms_p95": pct(0.95),
-                    "latency_ms_p99": pct(0.99),
-                }
-                if latencies
-                else {}
-            ),
+            "challenger_version": deployment.challenger,
+            "canary_share": deployment.canary_share if deployment.canary else 0.0,
+            "canary_rows": self.canary_rows,
+            **latency_percentiles(self.latencies_ms),
         }
 
 
@@ -83,30 +112,18 @@ def score_day(
     """Score every feature row of ``day`` (UTC) and make it the day's current predictions.
 
     Rows stream in Arrow batches of ``batch_rows`` so memory stays flat however busy the day.
-    The first batch fixes the model version for the whole day. Nothing is visible until the
-    whole day has been scored: a failure part-way leaves the previous predictions in place and
-    logs no decision.
+    The first batch fixes the versions (champion, challenger, canary share) for the whole day.
+    Nothing is visible until the whole day has been scored: a failure part-way leaves the
+    previous predictions in place and logs no decision.
     """
     dataset = f"{spec.name}_predictions"
-    cols = ", ".join((spec.id_column, *spec.feature_columns))
-    batches = warehouse.query_batches(
-        f"select {cols} from {spec.feature_table} "
-        f"where cast({spec.time_column} at time zone 'UTC' as date) = ? "
-        f"order by {spec.id_column}",
-        [day],
-        batch_rows=batch_rows,
-    )
     result = DayScore(day)
     with contextlib.ExitStack() as parts:
         writers: list[pq.ParquetWriter] = []
-        for batch in batches:
-            if not batch.num_rows:
-                continue
-            decisions, inference = score(
-                spec, batch, triton, run_id, model_version=result.model_version
-            )
+        for batch in day_batches(spec, day, warehouse, batch_rows):
+            decisions, inference = score(spec, batch, triton, run_id, deployment=result.deployment)
             if not writers:
-                result.model_version = inference.model_version
+                result.deployment = inference.deployment
                 result.part = predictions_part(day, spec.triton_model, result.model_version)
                 # Writers close in reverse order: the predictions part is renamed into place
                 # first, the log part after it, so the log never holds a decision that did not
@@ -125,6 +142,7 @@ def score_day(
             result.requests += inference.requests
             result.retries += inference.retries
             result.failovers += inference.failovers
+            result.canary_rows += inference.canary_rows
             result.latencies_ms += inference.latencies_ms
     # One current decision per email and day: a re-run with another model version (or a
     # micro-batch part of the day) is replaced; history stays in the decision log.
