@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import re
 import string
+from collections.abc import Iterator
 
 import phonenumbers
 import pyarrow as pa
@@ -45,6 +46,7 @@ _RUN = re.compile(rf"[+(]?\d(?:{_SEP}\d){{6,}}")
 # Stretches of digits and separators that could hold a run: one character class, so ``re`` skips
 # ordinary text quickly; the exact pattern then runs only inside them.
 _STRETCH = re.compile(r"[+(]?\d[\d \t().\-/]{6,}")
+_SHORT = 200  # up to this many characters, one pass of ``_RUN`` is faster than two
 _NOT_DIGITS = str.maketrans("", "", " \t().-/+")
 # Context the matcher reads around a candidate: whether a letter touches it, and a time's
 # ":mm" after it (libphonenumber's own timestamp rule). More would only defeat the cache.
@@ -91,29 +93,45 @@ def _phones_in_snippet(snippet: str) -> tuple[tuple[int, int], ...]:
 
 def _phone_shaped(run: str) -> bool:
     """The run has the digits of one of the three forms (see :data:`CANDIDATE`)."""
-    digits = len(run.translate(_NOT_DIGITS))
-    return digits >= 10 or run.lstrip("(")[:1] in ("+", "0")
+    first = run[1] if run[0] == "(" else run[0]  # a run opens with at most one "(" or "+"
+    return first in "+0" or len(run.translate(_NOT_DIGITS)) >= 10
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _as_context(text: str) -> str:
+    """A run's neighbours as the matcher sees them: every ASCII letter reads the same.
+
+    Cached: the neighbours are a few characters ("af" of "after"), the same in many rows.
+    """
+    return text.translate(_LETTERS)
+
+
+def _runs(text: str) -> Iterator[re.Match[str]]:
+    """Digit runs that could be phones; a long text is first cut to its stretches of digits."""
+    if len(text) <= _SHORT:
+        return _RUN.finditer(text)
+    return (
+        run
+        for stretch in _STRETCH.finditer(text)
+        for run in _RUN.finditer(text, stretch.start(), stretch.end())
+    )
 
 
 def find_phones(text: str) -> list[tuple[int, int]]:
     """Start and end of every phone number in ``text``, in order, not overlapping."""
     spans: list[tuple[int, int]] = []
-    runs = (
-        run
-        for stretch in _STRETCH.finditer(text)
-        for run in _RUN.finditer(text, stretch.start(), stretch.end())
-    )
-    for run in runs:
-        if not _phone_shaped(run.group()):
+    for run in _runs(text):
+        digits = run.group()
+        if not _phone_shaped(digits):
             continue
-        lo, hi = max(0, run.start() - _BEFORE), min(len(text), run.end() + _AFTER)
+        start, end = run.span()
+        lo = start - _BEFORE if start > _BEFORE else 0
         # The matcher only asks whether a neighbour is a letter, so every ASCII letter reads
         # the same: a number recurs in many sentences, and the cache sees one snippet.
-        before, after = text[lo : run.start()], text[run.end() : hi]
-        snippet = before.translate(_LETTERS) + run.group() + after.translate(_LETTERS)
-        for start, end in _phones_in_snippet(snippet):
-            if not spans or lo + start >= spans[-1][1]:
-                spans.append((lo + start, lo + end))
+        snippet = _as_context(text[lo:start]) + digits + _as_context(text[end : end + _AFTER])
+        for s, e in _phones_in_snippet(snippet):
+            if not spans or lo + s >= spans[-1][1]:
+                spans.append((lo + s, lo + e))
     return spans
 
 
