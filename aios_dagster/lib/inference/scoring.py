@@ -48,14 +48,22 @@ def latency_percentiles(latencies_ms: list[float]) -> dict[str, float]:
 
 
 def day_batches(
-    spec: ModelSpec, day: date, warehouse: WarehouseResource, batch_rows: int
+    spec: ModelSpec,
+    day: date,
+    warehouse: WarehouseResource,
+    batch_rows: int,
+    *,
+    limit: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """The day's (UTC) feature rows in id order, in Arrow batches of at most ``batch_rows``."""
+    """The day's (UTC) feature rows in id order, in Arrow batches of at most ``batch_rows``.
+
+    ``limit`` keeps the first rows only (a sample, e.g. for a latency measurement).
+    """
     cols = ", ".join((spec.id_column, *spec.feature_columns))
     for batch in warehouse.query_batches(
         f"select {cols} from {spec.feature_table} "
         f"where cast({spec.time_column} at time zone 'UTC' as date) = ? "
-        f"order by {spec.id_column}",
+        f"order by {spec.id_column}" + ("" if limit is None else f" limit {int(limit)}"),
         [day],
         batch_rows=batch_rows,
     ):
