@@ -17,6 +17,7 @@ from aios_dagster.lib.connectors.cursors import CursorStore
 from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.contracts.store import ContractStore
 from aios_dagster.lib.lake import LakeResource
+from aios_dagster.lib.lifecycle.registry import ModelRegistry
 from aios_dagster.lib.lifecycle.store import ModelStore
 from aios_dagster.lib.monitoring.store import ReportStore
 from aios_dagster.lib.serving.triton import TritonResource
@@ -31,6 +32,20 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         # A known key makes tokens reversible by dictionary attack: never outside embedded.
         raise ValueError(f"AIOS_PROFILE={settings.profile} requires AIOS_PII_KEY to be set")
     pii_key: Any = dg.EnvVar("AIOS_PII_KEY") if settings.pii_key else EMBEDDED_PII_KEY
+    if settings.profile != "embedded" and not (
+        settings.mlflow_tracking_uri and settings.mlflow_artifact_location
+    ):
+        # An SQLite registry inside one pod would lose every version and approval with it.
+        raise ValueError(
+            f"AIOS_PROFILE={settings.profile} requires AIOS_MLFLOW_TRACKING_URI (PostgreSQL) "
+            "and AIOS_MLFLOW_ARTIFACT_LOCATION (object storage) to be set"
+        )
+    # The tracking URI carries the database password in production: never shown as config.
+    tracking_uri: Any = (
+        dg.EnvVar("AIOS_MLFLOW_TRACKING_URI")
+        if settings.mlflow_tracking_uri
+        else settings.registry_tracking_uri
+    )
     data = settings.data_dir
     return {
         "lake": LakeResource(root=str(settings.lake_dir)),
@@ -52,6 +67,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "models": ModelStore(
             repository=str(settings.model_repository),
             candidates_dir=str(data / "models"),
+        ),
+        "registry": ModelRegistry(
+            tracking_uri=tracking_uri,
+            artifact_location=settings.registry_artifact_location,
         ),
         "triton": TritonResource(
             url=settings.triton_grpc_url,

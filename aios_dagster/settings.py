@@ -39,6 +39,8 @@ class Settings:
     profile: str = "embedded"
     triton_shared_memory_mode: str = "auto"  # auto | true | false (see _shared_memory)
     triton_replica_urls: tuple[str, ...] = ()  # extra gRPC replicas: load spread, failover
+    mlflow_tracking_uri: str | None = None  # production: postgresql+psycopg://...
+    mlflow_artifact_location: str | None = None  # production: s3://... (object storage)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +65,8 @@ class Settings:
             triton_replica_urls=tuple(
                 u.strip() for u in env.get("AIOS_TRITON_GRPC_URLS", "").split(",") if u.strip()
             ),
+            mlflow_tracking_uri=env.get("AIOS_MLFLOW_TRACKING_URI") or None,
+            mlflow_artifact_location=env.get("AIOS_MLFLOW_ARTIFACT_LOCATION") or None,
             extra={
                 key: env[var] for key, var in (("project_dir", "AIOS_PROJECT_DIR"),) if var in env
             },
@@ -119,6 +123,21 @@ class Settings:
     @property
     def triton_work_dir(self) -> Path:
         return self.data_dir / "triton"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """The embedded model registry: MLflow's SQLite store and artifact folder."""
+        return self.data_dir / "mlflow"
+
+    @property
+    def registry_tracking_uri(self) -> str:
+        """MLflow backend store (and the audit tables): AIOS_MLFLOW_TRACKING_URI, else the
+        embedded SQLite file."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def registry_artifact_location(self) -> str:
+        return self.mlflow_artifact_location or str(self.mlflow_dir / "artifacts")
 
     @property
     def dagster_home(self) -> Path:
