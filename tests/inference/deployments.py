@@ -1,13 +1,15 @@
-"""Serve a champion and a challenger the way the registry projection does, and a feature table.
+"""Serve a champion and a challenger as the registry projection does, and a feature table.
 
-The projection (``model_repository.project_versions``) writes one config listing the served
-versions and the deployment parameters; until tests use it, ``deploy`` writes the same config
-with ``render_config`` and reloads the model on the real server. Parameter names are spelt out
-here, not imported, so a rename in the scorer that breaks the contract fails these tests.
+``deploy`` projects the versions with ``project_versions`` (the config lists exactly the
+champion and the challenger, with the deployment parameters) and reloads the model on the real
+server. ``serve_as_before`` writes a config without deployment parameters, as models published
+before the lifecycle have. Parameter names are spelt out here, not imported, so a rename in the
+scorer that breaks the contract fails these tests.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pyarrow as pa
 
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.model_repository import CONFIG_FILE, render_config
+from aios_dagster.lib.serving.projection import project_versions
 from aios_dagster.lib.serving.triton import TritonResource
 from tests.inference.features import N_FEATURES, TABLE
 
@@ -24,27 +27,39 @@ from tests.inference.features import N_FEATURES, TABLE
 def deploy(
     repository: Path,
     name: str,
-    model: LinearHeadsModel,
+    models: Mapping[int, LinearHeadsModel],
     triton: TritonResource,
     *,
-    versions: list[int],
-    champion: int | None = None,
+    champion: int,
     challenger: int | None = None,
     share: float = 0.0,
 ) -> None:
-    """Serve ``versions`` of ``name``; with ``champion`` set, announce the deployment."""
-    parameters = (
-        {
+    """Serve ``champion`` (and ``challenger``, with ``share``) of ``name`` from ``models``."""
+    listed = [champion] + ([] if challenger is None else [challenger])
+    project_versions(
+        repository,
+        name,
+        {v: models[v] for v in listed},
+        parameters={
             "aios_champion_version": str(champion),
             "aios_challenger_version": "" if challenger is None else str(challenger),
             "aios_canary_share": str(share),
-        }
-        if champion is not None
-        else {}
+        },
+        max_batch_size=1024,
+        input_name="features",
     )
-    config = render_config(
-        name, model, max_batch_size=1024, versions=versions, extra_parameters=parameters
-    )
+    triton.load_model(name)
+
+
+def serve_as_before(
+    repository: Path,
+    name: str,
+    model: LinearHeadsModel,
+    triton: TritonResource,
+    versions: list[int],
+) -> None:
+    """Serve ``versions`` (already in the repository) with no deployment parameters."""
+    config = render_config(name, model, max_batch_size=1024, versions=versions)
     (repository / name / CONFIG_FILE).write_text(config)
     triton.load_model(name)
 

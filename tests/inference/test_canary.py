@@ -22,7 +22,7 @@ from aios_dagster.lib.inference.sinks import build_sink_assets
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.model_repository import publish_linear_model
 from aios_dagster.lib.serving.triton import TritonResource
-from tests.inference.deployments import deploy, feature_rows, write_days
+from tests.inference.deployments import deploy, feature_rows, serve_as_before, write_days
 from tests.inference.features import N_FEATURES, resources, spec_for
 
 MODEL = "canary_router"
@@ -71,9 +71,8 @@ def test_canary_rows_are_decided_by_the_challenger_the_same_way_on_every_run(
     deploy(
         triton_repository,
         MODEL,
-        models[2],
+        models,
         triton,
-        versions=[1, 2],
         champion=1,
         challenger=2,
         share=0.2,
@@ -108,9 +107,8 @@ def test_without_a_canary_share_the_champion_decides_every_row(
     deploy(
         triton_repository,
         MODEL,
-        models[2],
+        models,
         triton,
-        versions=[1, 2],
         champion=1,
         challenger=2,
         share=0.0,
@@ -122,7 +120,7 @@ def test_without_a_canary_share_the_champion_decides_every_row(
     assert scored.canary_rows == 0 and scored.requests == 1
 
     # No deployment parameters: as before the lifecycle, the newest version decides.
-    deploy(triton_repository, MODEL, models[2], triton, versions=[1, 2])
+    serve_as_before(triton_repository, MODEL, models[2], triton, versions=[1, 2])
     decisions, _ = score(spec, table, triton, "run-2")
     assert set(decisions.column("model_version").to_pylist()) == {"2"}
     assert set(decisions.column("route").to_pylist()) == {"champion"}
@@ -138,8 +136,9 @@ class PromotedMidDay(TritonResource):
         config = super().get_model_config(model_name)
         self.reads.append(1)
         if len(self.reads) == 1:
-            model = LinearHeadsModel.random(N_FEATURES, HEADS, seed=42)
-            deploy(Path(self.repository), model_name, model, self, versions=[1, 2], champion=2)
+            # The challenger becomes champion; the old champion stays loaded as challenger.
+            models = {v: LinearHeadsModel.random(N_FEATURES, HEADS, seed=40 + v) for v in (1, 2)}
+            deploy(Path(self.repository), model_name, models, self, champion=2, challenger=1)
         return config
 
 
@@ -150,9 +149,8 @@ def test_a_day_keeps_the_versions_of_its_first_batch(
     deploy(
         triton_repository,
         MODEL,
-        models[2],
+        models,
         triton,
-        versions=[1, 2],
         champion=1,
         challenger=2,
         share=0.3,
@@ -189,9 +187,8 @@ def test_decision_log_sinks_explain_and_micro_batches_carry_the_deciding_version
     deploy(
         triton_repository,
         MODEL,
-        models[2],
+        models,
         triton,
-        versions=[1, 2],
         champion=1,
         challenger=2,
         share=0.25,

@@ -89,7 +89,7 @@ def test_without_a_challenger_nothing_is_written_and_the_metadata_says_so(
     served, triton_repository: Path, tmp_path: Path
 ) -> None:
     models, triton = served
-    deploy(triton_repository, MODEL, models[1], triton, versions=[1, 2, 3], champion=1)
+    deploy(triton_repository, MODEL, models, triton, champion=1)
     write_days(tmp_path / "wh.duckdb", DAYS)
     day = next(iter(DAYS))
     with dg.instance_for_test() as instance:
@@ -114,9 +114,7 @@ def test_a_challenger_shadows_every_day_apart_and_is_compared(
     served, triton_repository: Path, tmp_path: Path
 ) -> None:
     models, triton = served
-    deploy(
-        triton_repository, MODEL, models[1], triton, versions=[1, 2, 3], champion=1, challenger=2
-    )
+    deploy(triton_repository, MODEL, models, triton, champion=1, challenger=2)
     written = write_days(tmp_path / "wh.duckdb", DAYS)
     res = resources(tmp_path, triton)
     lake = tmp_path / "lake"
@@ -198,9 +196,8 @@ def test_same_weights_agree_fully_and_canary_rows_are_not_compared(
     deploy(
         triton_repository,
         MODEL,
-        models[1],
+        models,
         triton,
-        versions=[1, 2, 3],
         champion=1,
         challenger=3,
         share=0.3,
