@@ -1,9 +1,20 @@
-select
-    customer_id,
-    email_token,
-    account_token,
-    segment,
-    cast(joined_on as date) as joined_on,
-    city
-from {{ source('lake', 'raw_customers') }}
-qualify row_number() over (partition by customer_id order by _ingested_at desc, _batch_id desc) = 1
+-- Incremental (macros/incremental_lake.sql): a CRM export re-lands every customer, but only the
+-- customers whose record changed get a new `_changed_at`, so only their emails are recomputed.
+{{ config(materialized='incremental', unique_key='customer_id', incremental_strategy='delete+insert',
+          on_schema_change='fail') }}
+
+with newest as (
+    select
+        customer_id,
+        email_token,
+        account_token,
+        segment,
+        cast(joined_on as date) as joined_on,
+        city,
+        _ingested_at,
+        _batch_id
+    from {{ lake_parts('raw_customers') }}
+    qualify row_number() over (partition by customer_id order by _ingested_at desc, _batch_id desc) = 1
+)
+
+{{ staged_changes('newest', 'customer_id') }}

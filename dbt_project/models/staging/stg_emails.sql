@@ -1,15 +1,25 @@
 -- One row per support email, typed; text stays in the lake (masked) and reaches the model
--- through email_text_features.
-select
-    email_id,
-    message_id,
-    coalesce(thread_id, email_id) as thread_id,
-    sender_token,
-    cast(received_at as timestamptz) as received_at,
-    cast(cast(received_at as timestamptz) at time zone 'UTC' as date) as received_date,
-    length(subject) as subject_chars,
-    length(body) as body_chars,
-    coalesce(len(attachment_names), 0) as n_attachments,
-    in_reply_to is not null as is_reply
-from {{ source('lake', 'raw_emails') }}
-qualify row_number() over (partition by email_id order by _ingested_at desc, _batch_id desc) = 1
+-- through stg_email_text. Incremental: a run merges only mail landed since the last
+-- (macros/incremental_lake.sql).
+{{ config(materialized='incremental', unique_key='email_id', incremental_strategy='delete+insert',
+          on_schema_change='fail') }}
+
+with newest as (
+    select
+        email_id,
+        message_id,
+        coalesce(thread_id, email_id) as thread_id,
+        sender_token,
+        cast(received_at as timestamptz) as received_at,
+        cast(cast(received_at as timestamptz) at time zone 'UTC' as date) as received_date,
+        length(subject) as subject_chars,
+        length(body) as body_chars,
+        coalesce(len(attachment_names), 0) as n_attachments,
+        in_reply_to is not null as is_reply,
+        _ingested_at,
+        _batch_id
+    from {{ lake_parts('raw_emails') }}
+    qualify row_number() over (partition by email_id order by _ingested_at desc, _batch_id desc) = 1
+)
+
+{{ staged_changes('newest', 'email_id') }}

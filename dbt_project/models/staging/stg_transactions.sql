@@ -1,13 +1,25 @@
-select
-    txn_id,
-    customer_id,
-    cast(booked_at as timestamptz) as booked_at,
-    cast(amount as double) as amount,
-    currency,
-    merchant,
-    channel,
-    cast(is_disputed as boolean) as is_disputed,
-    -- when the row last changed (e.g. a dispute was flagged): features must not see the future
-    cast(updated_at as timestamptz) as updated_at
-from {{ source('lake', 'raw_transactions') }}
-qualify row_number() over (partition by txn_id order by _ingested_at desc, _batch_id desc) = 1
+-- Incremental: a run merges only the transactions landed since the last (macros/incremental_lake.sql).
+-- `_prev_customer_id` / `_prev_booked_at` keep where a corrected transaction was before, so
+-- email_features also revisits the emails it counted for then.
+{{ config(materialized='incremental', unique_key='txn_id', incremental_strategy='delete+insert',
+          on_schema_change='fail') }}
+
+with newest as (
+    select
+        txn_id,
+        customer_id,
+        cast(booked_at as timestamptz) as booked_at,
+        cast(amount as double) as amount,
+        currency,
+        merchant,
+        channel,
+        cast(is_disputed as boolean) as is_disputed,
+        -- when the row last changed (e.g. a dispute was flagged): features must not see the future
+        cast(updated_at as timestamptz) as updated_at,
+        _ingested_at,
+        _batch_id
+    from {{ lake_parts('raw_transactions') }}
+    qualify row_number() over (partition by txn_id order by _ingested_at desc, _batch_id desc) = 1
+)
+
+{{ staged_changes('newest', 'txn_id', previous=['customer_id', 'booked_at']) }}
