@@ -8,6 +8,8 @@ sender names, empty strings and nulls.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -16,11 +18,18 @@ import pytest
 
 from aios_dagster.lib.connectors.pii import (
     PiiMasker,
+    mask_array,
     mask_names,
     mask_series,
     mask_signoff_names,
 )
-from aios_dagster.lib.connectors.pii_policy import TokenCache, apply_pii
+from aios_dagster.lib.connectors.pii_policy import (
+    TokenCache,
+    _holds_byte,
+    _mask_detected,
+    apply_pii,
+    token_hasher,
+)
 from aios_dagster.lib.connectors.spec import PiiRule
 
 NOTES = [
@@ -90,10 +99,14 @@ def test_tokens_are_the_same_across_batches_and_after_the_cache_is_cleared() -> 
     cache = TokenCache(MASKER, max_entries=3)
     first = cache.tokenize(pa.chunked_array([["a@x.io", "b@x.io", "a@x.io", None]]))
     second = cache.tokenize(pa.chunked_array([["c@x.io", "d@x.io", "A@X.io", ""]]))
+    third = cache.tokenize(pa.chunked_array([["c@x.io", "e@x.io", None, "b@x.io", "f@x.io"]]))
 
     assert first.to_pylist() == [MASKER.tokenize(v) for v in ["a@x.io", "b@x.io", "a@x.io", None]]
     assert second.to_pylist() == [MASKER.tokenize(v) for v in ["c@x.io", "d@x.io", "a@x.io", ""]]
     assert second[2] == first[0]  # case and spacing do not change a customer's token
+    assert third.to_pylist() == [
+        MASKER.tokenize(v) for v in ["c@x.io", "e@x.io", None, "b@x.io", "f@x.io"]
+    ]
 
 
 def test_a_column_that_is_not_text_is_tokenized_and_masked_like_its_digits() -> None:
@@ -108,3 +121,74 @@ def test_a_column_that_is_not_text_is_tokenized_and_masked_like_its_digits() -> 
         MASKER.tokenize("87654321"),
     ]
     assert counts == {"TOKENIZED": 2}
+
+
+@pytest.mark.parametrize("key", ["k", "", "é-clé", "x" * 64, "y" * 65, "z" * 200])
+def test_tokens_hashed_in_bulk_are_the_maskers_tokens(key: str) -> None:
+    masker = PiiMasker(hmac_key=key)
+    values = ["Jane@Example.com ", "jane@example.com", "  ", "İstanbul", "Straße", "\x1cx\x1f", ""]
+    values += [f"customer{i}@example.test" for i in range(50)]
+
+    assert token_hasher(key)(values) == [masker.tokenize(v) for v in values]
+    assert token_hasher(key)(["a"]) == [hmac_token(key, "a")]
+
+
+def hmac_token(key: str, value: str) -> str:
+    return "tok_" + hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def test_each_column_keeps_its_own_cache_and_every_chunk_is_tokenized() -> None:
+    cache = TokenCache(MASKER)
+    chunks = pa.chunked_array([["a@x.io", None], ["B@x.io", "a@x.io"], []])
+    wide = pa.array(["b@x.io", "c@x.io", None], pa.large_string())
+
+    first = cache.tokenize(chunks, "email")
+    again = cache.tokenize(chunks, "email")
+    other = cache.tokenize(wide, "sender")
+
+    expected = [MASKER.tokenize(v) for v in ["a@x.io", None, "b@x.io", "a@x.io"]]
+    assert first.to_pylist() == again.to_pylist() == expected
+    assert other.to_pylist() == [MASKER.tokenize(v) for v in ["b@x.io", "c@x.io", None]]
+    assert other[0] == first[2]  # the same customer, whichever column named them
+
+
+TEXTS = [
+    *NOTES,
+    "mail a@b.co, c@d.co and e@f.co; card 4539-1488-0343-6467 or 4539 1488 0343 6467",
+    "already masked: [EMAIL] [CARD] [PHONE] [ACCOUNT], and new: x@y.io 12345678",
+    "acct 12345678 12345678 sort 61-15-78 61-15-78, +44 20 7946 0958, 020 7946 0958",
+    "IBAN DE89 3704 0044 0532 0130 00 then GB29NWBK60161331926819 and a@b.cc",
+    "ends with a phone 07700 900456",
+    "digits 2026-11-10 09:15 order 123456789 £1,234.56",
+]
+
+
+def test_masking_each_detectors_rows_only_masks_and_counts_as_the_detectors_do() -> None:
+    for texts in (TEXTS, TEXTS[::-1], [t for t in TEXTS if t and "@" in t], [None, None]):
+        array = pa.array(texts, pa.string())
+        masked, counts = _mask_detected(array)
+        expected, stats = mask_array(array)
+        assert masked.to_pylist() == expected.to_pylist()
+        assert counts == stats.counts
+
+
+def test_sign_off_names_are_masked_in_a_slice_of_a_batch() -> None:
+    """Only line breaks inside the slice count: a batch is a slice of the file's table."""
+    notes = ["plain words", "no break here", "Thanks,\nAnn", "Kind regards,\nJo"]
+    table = pa.table({"note": notes})
+    rules = {"note": PiiRule(action="mask")}
+
+    inside, counts = apply_pii(table.slice(1, 2), rules, TokenCache(MASKER))
+    before, none = apply_pii(table.slice(0, 2), rules, TokenCache(MASKER))
+
+    assert inside.column("note").to_pylist() == ["no break here", "Thanks,\n[NAME]"]
+    assert counts == {"NAME": 1}
+    assert before.column("note").to_pylist() == notes[:2] and none == {}
+
+
+def test_a_line_break_is_seen_only_inside_an_arrays_own_rows() -> None:
+    notes = pa.array(["plain words", "no break here", "Thanks,\nAnn", None, "x\n"])
+    assert _holds_byte(notes.slice(1, 2), b"\n") and _holds_byte(notes, b"\n")
+    assert not _holds_byte(notes.slice(0, 2), b"\n") and not _holds_byte(notes.slice(3, 1), b"\n")
+    assert not _holds_byte(pa.array([], pa.string()), b"\n")
+    assert _holds_byte(pa.array(["a", "b\n"], pa.large_string()).slice(1), b"\n")

@@ -18,27 +18,30 @@ masked) takes the same pandas route as before, value by value, so its result can
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aios_dagster.lib.connectors.phones import mask_phones_array
 from aios_dagster.lib.connectors.pii import (
+    _AFTER_PHONES,
+    _BEFORE_PHONES,
     PiiMasker,
-    mask_array,
     mask_names,
     mask_series,
     mask_signoff_names,
 )
 from aios_dagster.lib.connectors.spec import PiiRule
 
-_UNSEEN = "\0unseen"  # no token looks like this (tokens are "tok_..." or None)
-
 #: Rows without one of these characters hold nothing any detector can find.
 _DETECTABLE = r"[@0-9]"
+_SHA256_BLOCK = 64
 
 
 def _is_text(array: pa.ChunkedArray | pa.Array) -> bool:
@@ -55,43 +58,123 @@ def _flag(condition: pa.Array) -> pa.Array:
     return pc.fill_null(condition, False)
 
 
+def token_hasher(hmac_key: str) -> Callable[[list[str]], list[str | None]]:
+    """``PiiMasker.tokenize`` for many text values, the key's HMAC state prepared once.
+
+    HMAC-SHA256 (RFC 2104) is two SHA-256 passes whose first blocks depend on the key alone;
+    copying those two prepared states costs less than half of a fresh ``hmac.new`` (or a copy
+    of an OpenSSL HMAC context) per value. ``test_pii_policy`` holds it to ``hmac`` itself.
+    """
+    key = hmac_key.encode()
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def tokens(values: list[str]) -> list[str | None]:
+        out: list[str | None] = []
+        for value in values:
+            if value == "":
+                out.append(None)
+                continue
+            digest = inner.copy()
+            digest.update(value.strip().lower().encode())
+            mac = outer.copy()
+            mac.update(digest.digest())
+            out.append(f"tok_{mac.hexdigest()[:24]}")
+        return out
+
+    return tokens
+
+
 class TokenCache:
     """HMAC tokens of the distinct values seen in one run, bounded in size.
 
     Customer identifiers recur in every batch of an export, so a run hashes each of them once
-    instead of once per batch. When the cache is full it is cleared, never grown: memory stays
-    flat however long the run.
+    instead of once per batch. The values and their tokens are kept as Arrow arrays per column,
+    so a batch is looked up by one Arrow kernel and only values never seen reach Python. When
+    the cache is full it is cleared, never grown: memory stays flat however long the run.
     """
 
     def __init__(self, masker: PiiMasker, max_entries: int = 1 << 18) -> None:
         self.masker = masker
         self.max_entries = max_entries
-        self._tokens: dict[str, str | None] = {}
+        self._hash = token_hasher(masker.hmac_key)
+        self._seen: dict[str, tuple[pa.Array, pa.Array]] = {}  # column -> (values, tokens)
 
-    def tokenize(self, array: pa.ChunkedArray) -> pa.Array:
-        """Tokens for a text column; nulls stay null."""
-        encoded = pc.dictionary_encode(array).combine_chunks()
-        values = encoded.dictionary.to_pylist()
-        tokens = self._tokens
-        out = [tokens.get(v, _UNSEEN) for v in values]
-        if _UNSEEN in out:
-            if len(tokens) + len(values) > self.max_entries:
-                tokens.clear()
-            for i, value in enumerate(values):
-                if out[i] is _UNSEEN:
-                    out[i] = tokens[value] = self.masker.tokenize(value)
-        return pc.take(pa.array(out, pa.string()), encoded.indices)
+    def tokenize(self, array: pa.ChunkedArray | pa.Array, column: str = "") -> pa.Array:
+        """Tokens for a text column; nulls stay null. ``column`` names its cache."""
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        array = array.cast(pa.string())
+        values, tokens = self._seen.get(column) or (pa.array([], pa.string()),) * 2
+        at = pc.index_in(array, value_set=values)
+        unseen = _flag(pc.and_(at.is_null(), array.is_valid()))
+        if pc.any(unseen).as_py():
+            new = pc.unique(array.filter(unseen))
+            if sum(len(v) for v, _ in self._seen.values()) + len(new) > self.max_entries:
+                self._seen.clear()  # and start again from this batch alone
+                values, tokens = (pa.array([], pa.string()),) * 2
+                at, unseen = pa.nulls(len(array), pa.int64()), array.is_valid()
+                new = pc.unique(array.drop_null())
+            rows = array.filter(unseen)
+            # The new values go to the end of the cache: their rows point there.
+            where = pc.add(pc.index_in(rows, value_set=new), len(values))
+            at = pc.replace_with_mask(at.cast(pa.int64()), unseen, where.cast(pa.int64()))
+            values = pa.concat_arrays([values, new])
+            tokens = pa.concat_arrays([tokens, pa.array(self._hash(new.to_pylist()), pa.string())])
+            self._seen[column] = (values, tokens)
+        return pc.take(tokens, at)
+
+
+def _mask_detected(array: pa.Array) -> tuple[pa.Array, dict[str, int]]:
+    """``pii.mask_array``, each detector's replacement run only on the rows it matches.
+
+    The detectors run in the same order on the same text, so every value comes out the same;
+    counting a detector's matches (which the counts need anyway) tells which rows it changes,
+    and the slower replacement skips every other row.
+    """
+    counts: dict[str, int] = {}
+    for name, rx in _BEFORE_PHONES:
+        array, counts[name] = _replace_matches(array, rx, f"[{name}]")
+    array, counts["PHONE"] = mask_phones_array(array)
+    for name, rx in _AFTER_PHONES:
+        array, counts[name] = _replace_matches(array, rx, f"[{name}]")
+    return array, counts
+
+
+def _replace_matches(array: pa.Array, rx: str, placeholder: str) -> tuple[pa.Array, int]:
+    matches = pc.count_substring_regex(array, rx)
+    total = int(pc.sum(matches).as_py() or 0)
+    if not total:
+        return array, 0
+    hit = _flag(pc.greater(matches, 0))
+    replaced = pc.replace_substring_regex(array.filter(hit), rx, placeholder)
+    return pc.replace_with_mask(array, hit, replaced), total
+
+
+def _holds_byte(array: pa.Array, byte: bytes) -> bool:
+    """Whether any value of a string array holds ``byte`` (an ASCII character): one pass of
+    numpy over the values' bytes, far cheaper than a kernel call per row when none does."""
+    if not len(array) or array.buffers()[2] is None:
+        return False
+    wide = pa.types.is_large_string(array.type)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if wide else np.int32)
+    first, last = offsets[array.offset], offsets[array.offset + len(array)]
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[first:last]
+    return bool((data == ord(byte)).any())
 
 
 def _mask_text(array: pa.Array, names: pa.ChunkedArray | None, counts: Counter[str]) -> pa.Array:
     """Mask one text column (detectors, sign-offs, the row's sender name), counting by kind."""
     detectable = _flag(pc.match_substring_regex(array, _DETECTABLE))
     if pc.any(detectable).as_py():
-        masked, stats = mask_array(array.filter(detectable))
-        counts.update(stats.counts)
+        masked, found = _mask_detected(array.filter(detectable))
+        counts.update(found)
         array = pc.replace_with_mask(array, detectable, masked.cast(pa.string()))
-    signed = _flag(pc.match_substring(array, "\n"))
-    if pc.any(signed).as_py():
+    signed = _flag(pc.match_substring(array, "\n")) if _holds_byte(array, b"\n") else None
+    if signed is not None and pc.any(signed).as_py():
         subset = pd.Series(array.filter(signed).to_pylist(), dtype=object)
         replaced, n = mask_signoff_names(subset)
         counts["NAME"] += n
@@ -148,10 +231,10 @@ def _mask_columns(table: pa.Table, rules: Mapping[str, PiiRule]) -> tuple[pa.Tab
     return table, counts
 
 
-def _tokens_of(values: pa.ChunkedArray, tokens: TokenCache) -> tuple[pa.Array, int]:
+def _tokens_of(values: pa.ChunkedArray, tokens: TokenCache, column: str) -> tuple[pa.Array, int]:
     """Tokens of a column and how many values it had."""
     if _is_text(values):
-        return tokens.tokenize(values), len(values) - values.null_count
+        return tokens.tokenize(values, column), len(values) - values.null_count
     series = _as_pandas(values)
     tokenized = tokens.masker.tokenize_series(series.astype(object)).tolist()
     return pa.array(tokenized, pa.string()), int(series.notna().sum())
@@ -178,7 +261,7 @@ def apply_pii(
     if pool is not None and sources and masked_columns & set(table.column_names):
         if not sources & masked_columns:
             masking = pool.submit(_mask_columns, table, rules)
-            early = {c: _tokens_of(table.column(c), tokens) for c in sources}
+            early = {c: _tokens_of(table.column(c), tokens, c) for c in sources}
             table, counts = masking.result()
         else:
             table, counts = _mask_columns(table, rules)
@@ -189,7 +272,9 @@ def apply_pii(
             continue
         if rule.action == "tokenize":
             assert rule.as_ is not None
-            tokenized, present = early.get(column) or _tokens_of(table.column(column), tokens)
+            tokenized, present = early.get(column) or _tokens_of(
+                table.column(column), tokens, column
+            )
             table = _set(table, rule.as_, tokenized)
             counts["TOKENIZED"] += present
             if rule.as_ != column:
