@@ -9,6 +9,7 @@ side once the registry has decided.
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -158,6 +159,47 @@ def test_switch_time(
             f"load+first answer median {statistics.median(load_s):.3f}s"
         )
     assert max(total_s) < 30.0, f"a switch took {max(total_s):.1f}s: {total_s}"
+
+
+def test_no_request_fails_while_the_champion_switches(
+    triton_server: LocalTritonServer,
+    triton_repository: Path,
+    triton_resource: TritonResource,
+    models: dict[int, LinearHeadsModel],
+) -> None:
+    """Triton keeps serving the old version until the new one is ready: a rollback drops
+    nothing. Requests here are unpinned, so each answer names the version that served it."""
+    name = "switched_under_load"
+    project(triton_repository, name, {2: models[2]}, champion=2)
+    triton_resource.load_model(name)
+    x = random_features(8, 16)
+    stop = threading.Event()
+    answers: list[str] = []
+
+    def client_loop() -> None:
+        with grpcclient.InferenceServerClient(url=triton_server.grpc_url) as client:
+            tensor = grpcclient.InferInput("features", list(x.shape), "FP32")
+            tensor.set_data_from_numpy(x)
+            while not stop.is_set():
+                try:
+                    answers.append(client.infer(name, [tensor]).get_response().model_version)
+                except Exception as exc:  # every failure is counted, none may happen
+                    answers.append(f"error: {exc}")
+
+    thread = threading.Thread(target=client_loop)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        project(triton_repository, name, {1: models[1]}, champion=1)  # roll back to 1
+        triton_resource.load_model(name)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+    errors = [a for a in answers if a.startswith("error")]
+    assert not errors, f"{len(errors)} of {len(answers)} requests failed: {errors[:3]}"
+    assert answers[0] == "2" and answers[-1] == "1"
+    assert "2" not in answers[answers.index("1") :]  # once switched, never back
 
 
 # -- the repository on disk -------------------------------------------------------------------
