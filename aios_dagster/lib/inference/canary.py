@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from aios_dagster.lib.serving.errors import TritonPermanentError
-
-CHAMPION_PARAMETER = "aios_champion_version"
-CHALLENGER_PARAMETER = "aios_challenger_version"
-CANARY_SHARE_PARAMETER = "aios_canary_share"
+from aios_dagster.lib.serving.projection import (
+    CANARY_SHARE_PARAMETER,
+    CHALLENGER_PARAMETER,
+    CHAMPION_PARAMETER,
+)
 
 
 class DeploymentConfigError(TritonPermanentError, ValueError):
@@ -78,7 +79,9 @@ class Deployment:
     def from_config(cls, model_name: str, config: Mapping[str, Any]) -> Deployment:
         """Read the parameters; a malformed one fails naming the model and the parameter.
 
-        A share without a challenger routes nothing (there is no second version to route to).
+        ``project_versions`` validates them when it writes the config; they are checked again
+        here because a config may have been edited by hand. A share without a challenger
+        routes nothing (there is no second version to route to).
         """
         params: Mapping[str, Mapping[str, str]] = config.get("parameters", {})
 
