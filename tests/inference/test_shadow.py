@@ -12,11 +12,13 @@ from pathlib import Path
 
 import dagster as dg
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from aios_dagster.lib.inference.predictions import build_prediction_asset
 from aios_dagster.lib.inference.shadow import build_shadow_assets, read_shadow_summary
+from aios_dagster.lib.inference.shadow_comparison import compare
 from aios_dagster.lib.inference.sinks import build_sink_assets
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.model_repository import publish_linear_model
@@ -220,3 +222,43 @@ def test_same_weights_agree_fully_and_canary_rows_are_not_compared(
     summary = read_shadow_summary(res["lake"], MODEL, "3")
     confusion = summary["heads"]["team"]["confusion"]
     assert all(set(row) == {label} for label, row in confusion.items())  # diagonal only
+
+
+def test_compare_counts_what_it_could_not_compare() -> None:
+    """Pure: a canary row is left out, emails seen by one side only are counted, not compared."""
+
+    def rows(ids, versions, teams, confs, decisions):
+        return pa.table(
+            {
+                "record_id": ids,
+                "model_version": versions,
+                "decision": decisions,
+                "team": teams,
+                "urgency": ["u"] * len(ids),
+                "team_confidence": confs,
+                "urgency_confidence": [0.5] * len(ids),
+            }
+        )
+
+    predictions = rows(
+        ["r1", "r2", "r3", "r4"],
+        ["1", "1", "2", "1"],
+        ["a", "b", "a", "a"],
+        [0.9, 0.6, 0.7, 0.8],
+        ["a", "review", "a", "a"],
+    )
+    shadow = rows(
+        ["r5", "r3", "r2", "r1"],
+        ["2"] * 4,
+        ["a", "a", "a", "a"],
+        [0.5, 0.7, 0.9, 0.6],
+        ["a", "a", "a", "a"],
+    )
+    result = compare(SPEC, date(2026, 11, 2), predictions, shadow, "2")
+    assert (result.rows_compared, result.canary_rows) == (2, 1)
+    assert (result.champion_only_rows, result.shadow_only_rows) == (1, 1)
+    team = result.heads[0]
+    assert team.agreement == 0.5  # r1 a/a, r2 b/a
+    assert team.confusion == {"a": {"a": 1}, "b": {"a": 1}}
+    assert team.mean_confidence_shift == pytest.approx(((0.6 - 0.9) + (0.9 - 0.6)) / 2)
+    assert result.decision_agreement == 0.5 and result.champion_versions == ("1",)

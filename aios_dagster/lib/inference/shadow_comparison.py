@@ -171,11 +171,12 @@ def compare(
     """Compare the day's current predictions with the challenger's shadow rows (pure)."""
     decided = pc.not_equal(predictions.column("model_version"), challenger_version)
     champion = predictions.filter(decided)
-    index = pc.index_in(champion.column("record_id"), value_set=shadow.column("record_id"))
+    shadow_ids = shadow.column("record_id").combine_chunks()
+    index = pc.index_in(champion.column("record_id"), value_set=shadow_ids)
     matched = pc.is_valid(index)
     ours = champion.filter(matched)
     theirs = shadow.take(pc.drop_null(index))
-    known = pc.is_in(shadow.column("record_id"), value_set=predictions.column("record_id"))
+    known = pc.is_in(shadow_ids, value_set=predictions.column("record_id").combine_chunks())
     result = DayComparison(
         day=day,
         challenger_version=challenger_version,
