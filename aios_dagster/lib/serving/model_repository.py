@@ -1,13 +1,5 @@
 """Writing ``LinearHeadsModel`` versions into a Triton model repository.
 
-Layout of a model ``<name>``::
-
-    <repository>/<name>/config.pbtxt          # form, batching, policy, labels as parameters
-    <repository>/<name>/<version>/weights.npz # LinearHeadsModel.to_npz (both forms)
-    <repository>/<name>/<version>/model.py    # python form: copy of python_backend/model.py
-    <repository>/<name>/<version>/model.onnx  # onnx form: onnx_export.to_onnx
-    <repository>/<name>/<version>/model_card.json
-
 Two writers share the layout and its guarantees:
 
 * ``project_versions`` (``projection.py``, re-exported here) makes the repository the
@@ -16,8 +8,8 @@ Two writers share the layout and its guarantees:
 * ``publish_linear_model`` (here) numbers versions itself (next integer) and keeps earlier ones
   servable; it predates the registry and serves callers that have none.
 
-The layout and the version-directory helpers are in ``repository_layout.py``, the config text
-in ``config_render.py``.
+The layout (``<name>/config.pbtxt``, ``<name>/<version>/...``) and the version-directory
+helpers are in ``repository_layout.py``, the config text in ``config_render.py``.
 
 Why it works this way:
 

@@ -17,7 +17,7 @@ listed version, which is the challenger whenever the challenger is newer than th
 
 Version directories that are no longer listed are removed (moved aside in one rename, then
 deleted). The repository is a projection, not an archive: the registry keeps every version's
-weights, so a rollback re-projects the old champion in milliseconds, and a directory left
+weights, so a rollback cheaply re-projects the old champion, and a directory left
 behind would both claim a version number the registry may later mean differently and make the
 repository say more than what is deployed. Removing the files does not disturb a version
 Triton still serves until the next ``load_model``: backends read their files when a version
