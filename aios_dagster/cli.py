@@ -24,7 +24,8 @@ from aios_dagster.settings import Settings
 
 DESCRIPTION = (
     "Generate the reference data, run the triage demo end to end, serve the Dagster UI with a "
-    "supervised local Triton, and explain or reprocess what the pipelines decided. The data "
+    "supervised local Triton, explain or reprocess what the pipelines decided, and inspect or "
+    "approve registered model versions (and serve the MLflow UI). The data "
     "folder is $AIOS_DATA_DIR, else ./data of the checkout this package runs from."
 )
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
@@ -344,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     quarantine.add_argument(
         "--reprocess", action="store_true", help="validate quarantined records again, land passes"
     )
+    from aios_dagster.cli_models import add_model_commands  # it imports CliError from here
+
+    add_model_commands(sub, fmt)
     return parser
 
 
@@ -380,6 +384,8 @@ def _run(args: argparse.Namespace) -> None:
         cmd_explain(args, settings)
     elif args.command == "quarantine":
         cmd_quarantine(args, settings)
+    elif args.command in ("models", "mlflow-ui"):
+        args.run(args, settings)
 
 
 def _log_to_stderr() -> None:

@@ -151,9 +151,10 @@ _SQLITE_TRIGGER = """
 CREATE TRIGGER IF NOT EXISTS {table}_no_{verb} BEFORE {verb} ON {table}
 BEGIN SELECT RAISE(ABORT, '{table} is append-only: {verb} refused'); END
 """
+# '%%': the driver takes a single '%' for a parameter placeholder.
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION aios_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP; END $$
+BEGIN RAISE EXCEPTION '%% is append-only: %% refused', TG_TABLE_NAME, TG_OP; END $$
 """
 _PG_TRIGGERS = """
 DO $$ BEGIN
