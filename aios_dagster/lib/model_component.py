@@ -1,9 +1,11 @@
 """The model Component: one ``defs/models/<name>/defs.yaml`` per model the platform serves.
 
 Its attributes are the model's declaration (features to tensor, heads, decision policy, gate);
-from them it builds the model's whole life in Dagster: training and the blocking quality gate,
-publishing to Triton, daily batch scoring, micro-batch scoring of new mail, the routing and
-review sinks, and drift monitoring. A second model is a second YAML file.
+from them it builds the model's whole life in Dagster: training and registration in MLflow,
+evaluation against the champion and the blocking gate, deployment of champion and challenger
+to Triton, daily batch scoring (with the canary share), shadow scoring and its comparison,
+micro-batch scoring of new mail, the routing and review sinks, drift monitoring, and the
+promote / rollback / review jobs. A second model is a second YAML file.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from aios_dagster.lib.connectors.component import load_naming_file
 from aios_dagster.lib.inference.catalog import ModelConfig
 from aios_dagster.lib.inference.microbatch import build_microbatch_asset
 from aios_dagster.lib.inference.predictions import build_prediction_asset
+from aios_dagster.lib.inference.shadow import build_shadow_assets
 from aios_dagster.lib.inference.sinks import build_sink_assets
 from aios_dagster.lib.lifecycle.assets import build_model_defs
+from aios_dagster.lib.lifecycle.jobs import build_lifecycle_jobs
 from aios_dagster.lib.monitoring.assets import build_drift_asset
 from aios_dagster.lib.orchestration import daily_partitions
 from aios_dagster.settings import current_settings
@@ -39,9 +43,11 @@ class ModelComponent(ModelConfig, dg.Component, dg.Resolvable):
             assets=[
                 *model_assets,
                 build_prediction_asset(spec, partitions),
+                *build_shadow_assets(spec, partitions),
                 build_microbatch_asset(spec),
                 build_sink_assets(spec, partitions),
                 build_drift_asset(spec),
             ],
             asset_checks=model_checks,
+            jobs=build_lifecycle_jobs(spec),
         )

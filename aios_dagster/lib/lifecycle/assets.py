@@ -1,14 +1,36 @@
-"""Model lifecycle for the router: train a candidate, gate it, publish it to Triton."""
+"""A model's life in Dagster: train and register, evaluate against the champion, gate, deploy.
 
-from dataclasses import asdict
+``<name>_candidate`` trains on the older labelled rows and registers the result as a version
+in the MLflow registry (one MLflow run per training, lineage attached; identical weights reuse
+their version). ``<name>_evaluation`` scores that version *and the current champion* on the
+same newest rows the candidate never saw; the blocking ``gate`` check applies the catalog's
+floors and non-inferiority margin to them and records its verdict on the version.
+``<name>_published`` then moves aliases and projects them onto Triton: a first version that
+passed the gate (and, for a high-risk model, was approved) becomes champion; a later one
+becomes the challenger, served in shadow (or on the canary share) until someone promotes it.
+Nothing here ever replaces a champion on its own.
+"""
+
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
+import numpy as np
+import pyarrow as pa
 
 from aios_dagster.lib.inference.catalog import ModelSpec, load_catalog
+from aios_dagster.lib.lifecycle import versions as version_records
+from aios_dagster.lib.lifecycle.evaluation import Evaluation, evaluate, time_split
+from aios_dagster.lib.lifecycle.gate import apply_gate
+from aios_dagster.lib.lifecycle.registry import ModelRegistry
+from aios_dagster.lib.lifecycle.rollout import (
+    CHALLENGER,
+    CHAMPION,
+    GATE_TAG,
+    deploy,
+)
 from aios_dagster.lib.lifecycle.store import ModelStore
 from aios_dagster.lib.lifecycle.train import train_linear_heads
-from aios_dagster.lib.serving.model_repository import publish_linear_model
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 from aios_dagster.settings import current_settings
@@ -19,102 +41,204 @@ def catalog(models_dir: Path | None = None) -> dict[str, ModelSpec]:
     return load_catalog(models_dir or current_settings().models_dir)
 
 
-def _floor(spec: ModelSpec) -> float:
-    floor = spec.gate.floors.get(spec.heads[0].name)
-    return floor.accuracy if floor else 0.0
+def _labelled_rows(warehouse: WarehouseResource, spec: ModelSpec) -> pa.Table:
+    cols = ", ".join(
+        dict.fromkeys(
+            (
+                spec.id_column,
+                spec.time_column,
+                *spec.feature_columns,
+                *(h.label_column for h in spec.heads),
+            )
+        )
+    )
+    return warehouse.query_arrow(
+        f"select {cols} from {spec.training_table} order by {spec.time_column}, {spec.id_column}"
+    )
+
+
+def _targets(spec: ModelSpec, table: pa.Table) -> dict[str, np.ndarray]:
+    return {
+        h.name: table.column(h.label_column).to_numpy(zero_copy_only=False).astype(str)
+        for h in spec.heads
+    }
+
+
+def _segments(spec: ModelSpec, table: pa.Table) -> dict[str, np.ndarray]:
+    return {
+        s: table.column(s).to_numpy(zero_copy_only=False).astype(float) > 0.5
+        for s in spec.gate.segments
+    }
+
+
+def _candidate_version(context: Any, spec: ModelSpec) -> int:
+    """The registry version the latest ``<name>_candidate`` materialization registered."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(f"{spec.name}_candidate"))
+    if event is None or event.asset_materialization is None:
+        raise dg.Failure(f"{spec.name}: no candidate has been trained yet")
+    value = event.asset_materialization.metadata.get("registry_version")
+    if value is None:
+        raise dg.Failure(f"{spec.name}: the latest candidate materialization names no version")
+    return int(value.value)
 
 
 def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
-    """Training, quality gate and publishing assets for one catalog entry."""
+    """Training, evaluation, the blocking gate and deployment for one catalog entry."""
     candidate_key = dg.AssetKey(f"{spec.name}_candidate")
+    evaluation_key = dg.AssetKey(f"{spec.name}_evaluation")
+    holdout = spec.gate.holdout_fraction
 
     @dg.asset(
         key=candidate_key,
         group_name="models",
         deps=[dg.AssetKey(spec.training_table)],
-        kinds={"scikitlearn"},
-        description=f"{spec.name} trained on {spec.training_table}; newest 20% held out.",
+        kinds={"scikitlearn", "mlflow"},
+        description=f"{spec.name} trained on the oldest {1 - holdout:.0%} of {spec.training_table}"
+        " and registered as a version in the MLflow registry with its lineage.",
     )
-    def _train(warehouse: WarehouseResource, models: ModelStore) -> dg.MaterializeResult:
-        cols = ", ".join(spec.feature_columns + tuple(h.label_column for h in spec.heads))
-        table = warehouse.query_arrow(
-            f"select {cols} from {spec.training_table} "
-            f"order by {spec.time_column}, {spec.id_column}"
-        )
+    def _train(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, registry: ModelRegistry
+    ) -> dg.MaterializeResult:
+        table = _labelled_rows(warehouse, spec)
         x, feature_names = spec.build_matrix_with_names(table)
-        targets = {
-            h.name: table.column(h.label_column).to_numpy(zero_copy_only=False) for h in spec.heads
-        }
-        model, report = train_linear_heads(x, targets, feature_names)
-        report_dict = {**asdict(report), "content_hash": model.content_hash()}
-        path = models.save_candidate(spec.name, model, report_dict)
+        cut = time_split(table.num_rows, holdout)
+        model, report = train_linear_heads(
+            x, _targets(spec, table), feature_names, holdout_fraction=holdout
+        )
+        registered = version_records.register_candidate(
+            spec, registry, model, table=table, cut=cut, report=report, run_id=context.run_id
+        )
+        context.log.info(
+            f"{spec.name} v{registered.version} "
+            f"({'registered' if registered.created else 'identical weights, existing version'})"
+        )
         return dg.MaterializeResult(
             metadata={
+                "registry_version": registered.version,
+                "created": registered.created,
+                "mlflow_run_id": registered.run_id,
+                "content_hash": model.content_hash(),
                 "rows_train": report.rows_train,
                 "rows_holdout": report.rows_holdout,
-                **{f"holdout_accuracy_{k}": v for k, v in report.holdout_accuracy.items()},
-                **{f"holdout_macro_f1_{k}": v for k, v in report.holdout_macro_f1.items()},
-                "content_hash": model.content_hash(),
-                "path": dg.MetadataValue.path(str(path)),
+            }
+        )
+
+    @dg.asset(
+        key=evaluation_key,
+        group_name="models",
+        deps=[candidate_key],
+        kinds={"mlflow"},
+        description=f"The {spec.name} candidate and the current champion evaluated on the same "
+        "newest labelled rows the candidate never saw: accuracy, macro F1, recall per class, "
+        "calibration (ECE), per head and per segment.",
+    )
+    def _evaluation(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource, registry: ModelRegistry
+    ) -> dg.MaterializeResult:
+        version = _candidate_version(context, spec)
+        table = version_records.holdout_rows(
+            spec, registry, version, _labelled_rows(warehouse, spec)
+        )
+        x = spec.build_matrix(table)
+        targets, segments = _targets(spec, table), _segments(spec, table)
+        candidate = evaluate(registry.load_model(spec.name, version), x, targets, segments)
+        champion_version = registry.get_alias(spec.name, CHAMPION)
+        champion: Evaluation | None = None
+        if champion_version is not None and champion_version != version:
+            champion = evaluate(
+                registry.load_model(spec.name, champion_version), x, targets, segments
+            )
+        version_records.save_evaluation(
+            registry, spec, version, candidate, champion, champion_version
+        )
+        first = spec.heads[0].name
+        return dg.MaterializeResult(
+            metadata={
+                "registry_version": version,
+                "champion_version": champion_version or "none",
+                "rows": candidate.rows,
+                f"macro_f1_{first}": candidate.head(first).macro_f1,
+                **(
+                    {f"champion_macro_f1_{first}": champion.head(first).macro_f1}
+                    if champion
+                    else {}
+                ),
+                "candidate": dg.MetadataValue.md(candidate.to_markdown()),
+                **({"champion": dg.MetadataValue.md(champion.to_markdown())} if champion else {}),
             }
         )
 
     @dg.asset_check(
-        asset=candidate_key,
-        name="quality_gate",
+        asset=evaluation_key,
+        name="gate",
         blocking=True,
-        description=f"Holdout accuracy of the first head >= {_floor(spec)}.",
+        description="Floors per head and class from the catalog, and non-inferiority against "
+        f"the champion ({spec.gate.non_inferiority_metric} lower by at most "
+        f"{spec.gate.non_inferiority_margin}).",
     )
-    def _gate(models: ModelStore) -> dg.AssetCheckResult:
-        _model, report = models.load_candidate(spec.name)
-        first = spec.heads[0].name
-        accuracy = report["holdout_accuracy"][first]
+    def _gate(
+        context: dg.AssetCheckExecutionContext, registry: ModelRegistry
+    ) -> dg.AssetCheckResult:
+        version = _candidate_version(context, spec)
+        candidate, champion, champion_version = version_records.load_evaluation(
+            registry, spec, version
+        )
+        result = apply_gate(spec.gate, candidate, champion)
+        version_records.save_gate(registry, spec, version, result)
+        card = version_records.write_card(registry, spec, version)
         return dg.AssetCheckResult(
-            passed=accuracy >= _floor(spec),
-            metadata={"holdout_accuracy": accuracy, "threshold": _floor(spec)},
+            passed=result.passed,
+            description=None if result.passed else result.summary(),
+            metadata={
+                "registry_version": version,
+                "champion_version": champion_version or "none",
+                "rules": dg.MetadataValue.md(result.to_markdown()),
+                "model_card": dg.MetadataValue.md(card),
+            },
         )
 
     @dg.asset(
         key=dg.AssetKey(f"{spec.name}_published"),
         group_name="models",
-        deps=[candidate_key],
+        deps=[evaluation_key],
         kinds={"triton"},
-        description=f"The gated {spec.name} candidate as a version in the Triton model "
-        "repository, loaded by the server. Identical weights reuse the existing version.",
+        description=f"What Triton serves for {spec.name}: the registry's champion and challenger "
+        "versions (a `specific` version policy), loaded without a restart. A gated first "
+        "version becomes champion; later ones become the challenger (shadow or canary).",
     )
     def _publish(
-        context: dg.AssetExecutionContext, models: ModelStore, triton: TritonResource
+        context: dg.AssetExecutionContext,
+        registry: ModelRegistry,
+        models: ModelStore,
+        triton: TritonResource,
     ) -> dg.MaterializeResult:
-        model, report = models.load_candidate(spec.name)
-        accuracy = report["holdout_accuracy"][spec.heads[0].name]
-        if report.get("content_hash") != model.content_hash():
-            raise ValueError(f"{spec.name}: candidate weights and report disagree; retrain")
-        if accuracy < _floor(spec):
+        version = _candidate_version(context, spec)
+        tags = registry.version_tags(spec.name, version)
+        if tags.get(GATE_TAG) != "passed":
             # The blocking check guards a full run; this guards a publish launched on its own.
-            raise ValueError(
-                f"{spec.name}: candidate holdout accuracy {accuracy:.3f} is below the gate "
-                f"{_floor(spec)}; refusing to publish"
+            raise dg.Failure(
+                f"{spec.name} v{version}: gate is {tags.get(GATE_TAG, 'not run')}; "
+                "refusing to deploy it"
             )
-        published = publish_linear_model(
-            Path(models.repository),
-            spec.triton_model,
-            model,
-            max_batch_size=spec.max_batch_size,
-            input_name=spec.input_tensor,
+        actor = f"dagster run {context.run_id}"
+        notes = version_records.assign_aliases(spec, registry, version, actor=actor)
+        deployment = deploy(
+            spec, registry=registry, repository=Path(models.repository), triton=triton
         )
-        triton.load_model(spec.triton_model)
-        context.log.info(
-            f"{spec.triton_model} version {published.version} "
-            f"({'new' if published.created else 'unchanged weights, reused'}) loaded on Triton"
-        )
+        for note in notes:
+            context.log.info(note)
+        card = registry.read_version_artifact(spec.name, version, "model_card.md").decode()
         return dg.MaterializeResult(
             metadata={
                 "model_name": spec.triton_model,
-                "model_version": published.version,
-                "created": published.created,
-                "content_hash": published.content_hash,
-                "path": dg.MetadataValue.path(str(published.path)),
+                "model_version": deployment.champion or "none",
+                CHAMPION: deployment.champion or "none",
+                CHALLENGER: deployment.challenger or "none",
+                "canary_share": deployment.canary_share,
+                "load_seconds": round(deployment.load_seconds, 3),
+                "notes": "; ".join(notes) or "no alias changed",
+                "model_card": dg.MetadataValue.md(card),
             }
         )
 
-    return [_train, _publish], [_gate]
+    return [_train, _evaluation, _publish], [_gate]
