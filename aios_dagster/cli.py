@@ -134,8 +134,16 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
 
     started = time.monotonic()
     # The demo regenerates its sources, so what was derived from earlier ones goes first:
-    # connectors are incremental and would otherwise keep an earlier demo's records.
-    for derived in (settings.lake_dir, settings.cursors_dir.parent, settings.warehouse_path.parent):
+    # connectors are incremental and would otherwise keep an earlier demo's records. The
+    # Triton repository is only a projection of the registry (which stays): publishing
+    # rebuilds it, and a repository from an older layout could not be projected onto.
+    derived_dirs = (
+        settings.lake_dir,
+        settings.cursors_dir.parent,
+        settings.warehouse_path.parent,
+        settings.model_repository,
+    )
+    for derived in derived_dirs:
         shutil.rmtree(derived, ignore_errors=True)
     generated = cmd_generate(args, settings)
     ensure_manifest(settings)
@@ -150,11 +158,30 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
         f"quarantined; {summary['predictions']} emails routed by {summary['model_name']} "
         f"v{summary['model_version']} on Triton ({summary['needs_review']} to human review); "
         f"drift {'DETECTED' if summary['dataset_drift'] else 'not detected'} "
-        f"(share {summary['drift_share']:.2f}).\nDrift report: {summary['drift_report']}\n"
+        f"(share {summary['drift_share']:.2f}).\n{_lifecycle_line(summary)}"
+        f"Drift report: {summary['drift_report']}\n"
         f"Elapsed: {summary['elapsed_s']} s. Browse it all: make dev\n"
     )
     print(json.dumps(summary, sort_keys=True))
     return summary
+
+
+def _lifecycle_line(summary: dict) -> str:
+    """Champion, challenger and shadow agreement of each model, one line each."""
+    lines = []
+    for name, model in summary["models"].items():
+        challenger = model["challenger"]
+        shadow = (
+            f", shadow agreement {model['shadow_agreement']:.1%} over {model['shadow_days']} days"
+            if model["shadow_agreement"] is not None
+            else (", not yet shadowed" if challenger else "")
+        )
+        lines.append(
+            f"{name}: champion v{model['champion'] or '-'}, "
+            f"challenger {f'v{challenger}' if challenger else 'none'}{shadow} "
+            f"(registry: make mlflow-ui)\n"
+        )
+    return "".join(lines)
 
 
 def _exit_on_signals() -> None:

@@ -7,6 +7,7 @@ summarized are those the catalog declares.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aios_dagster.lib.contracts.landing import count_records, read_quarantine
@@ -51,6 +52,37 @@ def _model(lake: LakeResource, settings: Settings, name: str) -> dict[str, Any]:
     }
 
 
+def _lifecycle(settings: Settings, lake: LakeResource, name: str) -> dict[str, Any]:
+    """Which registry versions hold ``champion`` and ``challenger``, and the shadow record."""
+    from aios_dagster.lib.inference.shadow_comparison import read_shadow_summary
+    from aios_dagster.lib.lifecycle.registry import ModelRegistry
+
+    store = settings.registry_tracking_uri.removeprefix("sqlite:///")
+    if settings.registry_tracking_uri.startswith("sqlite:///") and not Path(store).exists():
+        # Nothing was ever registered; a summary only reads, so it creates no store.
+        return {
+            "champion": None,
+            "challenger": None,
+            "registered_versions": 0,
+            "shadow_days": 0,
+            "shadow_agreement": None,
+        }
+    registry = ModelRegistry(
+        tracking_uri=settings.registry_tracking_uri,
+        artifact_location=settings.registry_artifact_location,
+    )
+    champion = registry.get_alias(name, "champion")
+    challenger = registry.get_alias(name, "challenger")
+    shadow = read_shadow_summary(lake, name, str(challenger)) if challenger else None
+    return {
+        "champion": champion,
+        "challenger": challenger,
+        "registered_versions": len(registry.versions(name)) if champion or challenger else 0,
+        "shadow_days": len(shadow["days"]) if shadow else 0,
+        "shadow_agreement": shadow["decision_agreement"] if shadow else None,
+    }
+
+
 def summarize(settings: Settings, *, run_id: str) -> dict[str, Any]:
     """Records landed per source, quarantined per source, and each catalog model's results.
 
@@ -60,7 +92,10 @@ def summarize(settings: Settings, *, run_id: str) -> dict[str, Any]:
     lake = LakeResource(root=str(settings.lake_dir))
     quarantined = {ds: count_records(read_quarantine(lake, ds)) for ds in SOURCES}
     landed = {ds: _landed(lake, ds, key) for ds, key in SOURCES.items()}
-    models = {name: _model(lake, settings, name) for name in sorted(catalog())}
+    models = {
+        name: {**_model(lake, settings, name), **_lifecycle(settings, lake, name)}
+        for name in sorted(catalog())
+    }
     shares = [m["drift_share"] for m in models.values() if m["drift_share"] is not None]
     drifts = [m["dataset_drift"] for m in models.values() if m["dataset_drift"] is not None]
     reports = [m["drift_report"] for m in models.values() if m["drift_report"]]

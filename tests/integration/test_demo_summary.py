@@ -55,3 +55,6 @@ def test_landed_and_quarantined_are_counted_apart(tmp_path: Path) -> None:
     first = summary["models"][models[0]]
     assert first["predictions"] == 1 and first["needs_review"] == 1
     assert first["model_version"] == "1" and first["dataset_drift"] is None
+    # Nothing registered: no aliases, and summarizing created no registry store.
+    assert first["champion"] is None and first["challenger"] is None
+    assert not settings.mlflow_dir.exists()
