@@ -215,7 +215,7 @@ def test_decision_log_sinks_explain_and_micro_batches_carry_the_deciding_version
     assert set(routed.column("model_version").to_pylist()) == {"1", "2"}
     first_canary = log.column("record_id")[canary.index(True)].as_py()
     [why] = explain_record(lake / "decision_log", first_canary, specs={spec.name: spec})
-    assert f"Model {MODEL} v2" in why
+    assert f"Model {MODEL} v2 (canary: the challenger decided)" in why
 
     # A micro-batch scoring the same emails (into another dataset) routes them the same way.
     other = replace(spec, name="canary_router_mb")

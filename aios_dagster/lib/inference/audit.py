@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import resolve
@@ -26,7 +28,13 @@ def decisions_for(log_dir: Path, record_id: str) -> list[dict[str, Any]]:
     """
     if not log_dir.exists():
         raise FileNotFoundError(f"no decision log at {log_dir}: nothing has been scored yet")
-    dataset = ds.dataset(log_dir, format="parquet")
+    # Parts written before a column existed (``route``) lack it: one schema for all parts,
+    # or the dataset would take the first file's and drop the newer columns silently.
+    files = sorted(
+        str(p) for p in log_dir.rglob("*.parquet") if not p.name.startswith((".", "_"))
+    )  # hidden names are parts being written, as pyarrow's own discovery skips them
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files]) if files else None
+    dataset = ds.dataset(files, format="parquet", schema=schema)
     table = dataset.to_table(filter=pc.field("record_id") == record_id)
     return resolve(table.to_pylist())
 
@@ -77,9 +85,10 @@ def explain(decision: dict[str, Any], spec: ModelSpec | None = None) -> str:
         if decision.get("in_effect")
         else ""
     )
+    canary = " (canary: the challenger decided)" if decision.get("route") == "canary" else ""
     return (
         f"{decision['record_id']} -> {route}{also}: {why}. "
-        f"Model {decision['model_name']} v{decision['model_version']}, policy "
+        f"Model {decision['model_name']} v{decision['model_version']}{canary}, policy "
         f"{decision['policy']}, input sha256 {decision['input_hash']}, run {decision['run_id']}, "
         f"scored {decision['scored_at']:%Y-%m-%d %H:%M:%S %Z}.{status}"
     )

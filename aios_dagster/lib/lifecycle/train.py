@@ -30,14 +30,20 @@ def train_linear_heads(
     holdout_fraction: float = 0.2,
     seed: int = 0,
 ) -> tuple[LinearHeadsModel, TrainingReport]:
-    """Fit on the oldest rows, evaluate on the newest ``holdout_fraction`` (rows time-ordered)."""
+    """Fit on the oldest rows, evaluate on the newest ``holdout_fraction`` (rows time-ordered).
+
+    The cut is ``evaluation.time_split``'s, so the rows recorded as the holdout in the
+    registry are exactly the rows this training never saw.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
+
+    from aios_dagster.lib.lifecycle.evaluation import time_split
 
     n = len(features)
     if n < 20:
         raise ValueError(f"only {n} labelled rows: too few to train and evaluate a model")
-    cut = int(n * (1 - holdout_fraction))
+    cut = time_split(n, holdout_fraction)
     x_train, x_test = features[:cut], features[cut:]
     mean = x_train.mean(axis=0).astype(np.float32)
     scale = x_train.std(axis=0).astype(np.float32)
