@@ -122,3 +122,24 @@ def test_typed_columns_take_the_value_rules() -> None:
         assert arrow_cast.column(column).to_pylist() == _pandas_values(pandas_cast, column)
     assert arrow_failures == pandas_failures
     assert arrow_cast.column("score").to_pylist() == [None, None, 2]
+
+
+def test_a_batch_in_many_chunks_conforms_as_one_does() -> None:
+    """The reader hands over a batch as the parser's blocks: the chunks must not matter."""
+    schema: dict[str, ColumnType] = {"value": "float64", "note": "string", "day": "date"}
+    values, notes = TEXT["float64"], ["a", None, "", "d", "e", "f", "g", "h", "i"] * 2
+    whole = pa.table(
+        {
+            "value": pa.array(values, pa.string()),
+            "note": pa.array(notes[: len(values)], pa.string()),
+            "day": pa.array((TEXT["date"] * 6)[: len(values)], pa.string()),
+        }
+    )
+    chunked = pa.Table.from_batches(whole.to_batches(max_chunksize=4))
+    assert chunked.column("note").num_chunks > 1
+
+    one, one_failures, _ = conform_table(whole, schema)
+    many, many_failures, _ = conform_table(chunked, schema)
+
+    assert many.to_pylist() == one.to_pylist() and many.schema == one.schema
+    assert many_failures == one_failures and len(one_failures) > 0

@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aios_dagster.lib.connectors.columns import contiguous
 from aios_dagster.lib.connectors.spec import ColumnType
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -295,14 +296,18 @@ def conform_table(
     caller quarantines its row by index), one failure per bad value, and retyped-column drift.
     """
     rows = table.num_rows
-    columns: list[pa.Array] = []
+    columns: list[pa.Array | pa.ChunkedArray] = []
     failures: list[TypeFailure] = []
     drift = SchemaDrift()
     for column, kind in schema.items():
         if column not in table.column_names:
             columns.append(pa.nulls(rows, ARROW_TYPES[kind]))
             continue
-        raw = table.column(column).combine_chunks()
+        if kind in ("string", "date") and pa.types.is_string(table.column(column).type):
+            # Text declared as text: nothing to cast, nothing can fail; kept in its chunks.
+            columns.append(table.column(column))
+            continue
+        raw = contiguous(table.column(column))
         cast = _cast_array(raw, kind)
         raw_null = _raw_nulls(raw, kind)
         bad = cast.is_null().to_numpy(zero_copy_only=False) & ~raw_null

@@ -28,6 +28,8 @@ import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aios_dagster.lib.connectors.columns import contiguous
+
 HOME_REGION = "GB"  # the bank's own numbering plan: how a number without a prefix is read first
 OTHER_REGIONS = ("US",)  # national styles also recognised, when the number is valid there
 
@@ -145,8 +147,7 @@ def mask_phones(text: str, placeholder: str = "[PHONE]") -> tuple[str, int]:
 
 def mask_phones_array(array: pa.Array, placeholder: str = "[PHONE]") -> tuple[pa.Array, int]:
     """Mask phones in a string array; only rows the RE2 prefilter flags reach Python."""
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
+    array = contiguous(array)
     candidates = pc.fill_null(pc.match_substring_regex(array, CANDIDATE), False)
     if not pc.any(candidates).as_py():
         return array, 0

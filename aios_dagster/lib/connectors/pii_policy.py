@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aios_dagster.lib.connectors.columns import contiguous
 from aios_dagster.lib.connectors.phones import mask_phones_array
 from aios_dagster.lib.connectors.pii import (
     _AFTER_PHONES,
@@ -105,9 +106,7 @@ class TokenCache:
 
     def tokenize(self, array: pa.ChunkedArray | pa.Array, column: str = "") -> pa.Array:
         """Tokens for a text column; nulls stay null. ``column`` names its cache."""
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        array = array.cast(pa.string())
+        array = contiguous(array).cast(pa.string())
         values, tokens = self._seen.get(column) or (pa.array([], pa.string()),) * 2
         at = pc.index_in(array, value_set=values)
         unseen = _flag(pc.and_(at.is_null(), array.is_valid()))
@@ -183,7 +182,7 @@ def _mask_text(array: pa.Array, names: pa.ChunkedArray | None, counts: Counter[s
         # ``mask_names`` skips a null text and a null or empty name: so do we, before Python.
         known = pc.is_valid(array)
         if _is_text(names):
-            who_text = names.combine_chunks()
+            who_text = contiguous(names)
             known = pc.and_(known, _flag(pc.not_equal(who_text, "")))
         if pc.any(known).as_py():
             texts = pd.Series(array.filter(known).to_pylist(), dtype=object)
@@ -226,7 +225,7 @@ def _mask_columns(table: pa.Table, rules: Mapping[str, PiiRule]) -> tuple[pa.Tab
         names = None
         if rule.names_from and rule.names_from in table.column_names:
             names = table.column(rule.names_from)
-        masked = _mask_text(values.combine_chunks(), names, counts)
+        masked = _mask_text(contiguous(values), names, counts)
         table = _set(table, column, masked)
     return table, counts
 

@@ -61,7 +61,10 @@ class Batcher:
     def _cut(self, count: int, *, final: bool) -> Piece:
         tables = self._tables
         whole = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        piece, rest = whole.slice(0, count), whole.slice(count)
+        # One contiguous array per column: every later step (masking, casting, the contract's
+        # row picks) would otherwise copy the parser's blocks together itself, some of them
+        # once per call; here it happens once, in the reader's thread.
+        piece, rest = whole.slice(0, count).combine_chunks(), whole.slice(count)
         self._tables = [rest] if rest.num_rows else []
         lines, self._lines = self._lines[:count], self._lines[count:]
         self._rows -= count
