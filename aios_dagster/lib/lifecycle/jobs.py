@@ -15,10 +15,11 @@ import dagster as dg
 from pydantic import Field
 
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.lifecycle.registry import ModelRegistry
 from aios_dagster.lib.lifecycle.rollout import RolloutError, RolloutResult, promote, rollback
 from aios_dagster.lib.lifecycle.store import ModelStore
-from aios_dagster.lib.lifecycle.versions import write_card
+from aios_dagster.lib.lifecycle.versions import shadow_record, write_card
 from aios_dagster.lib.serving.triton import TritonResource
 
 
@@ -37,10 +38,24 @@ class ReviewConfig(dg.Config):
     reason: str = Field(description="Why (recorded in the approvals log).")
 
 
-def _observe(context: dg.OpExecutionContext, spec: ModelSpec, result: RolloutResult) -> None:
+def _observe(
+    context: dg.OpExecutionContext,
+    spec: ModelSpec,
+    result: RolloutResult,
+    shadow: dict | None = None,
+) -> None:
+    evidence = (
+        {
+            "shadow_days": len(shadow["days"]),
+            "shadow_agreement": shadow["decision_agreement"],
+        }
+        if shadow
+        else {}
+    )
     context.log_event(
         dg.AssetObservation(
-            asset_key=dg.AssetKey(f"{spec.name}_published"), metadata=result.metadata()
+            asset_key=dg.AssetKey(f"{spec.name}_published"),
+            metadata={**result.metadata(), **evidence},
         )
     )
     context.log.info(
@@ -61,6 +76,7 @@ def build_lifecycle_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         registry: ModelRegistry,
         models: ModelStore,
         triton: TritonResource,
+        lake: LakeResource,
     ) -> None:
         try:
             result = promote(
@@ -74,8 +90,8 @@ def build_lifecycle_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
             )
         except RolloutError as exc:
             raise _fail(exc) from exc
-        write_card(registry, spec, result.to_version)
-        _observe(context, spec, result)
+        write_card(registry, spec, result.to_version, lake=lake)
+        _observe(context, spec, result, shadow_record(lake, spec, result.to_version))
 
     @dg.op(name=f"{spec.name}_rollback_op")
     def _rollback(
@@ -100,12 +116,15 @@ def build_lifecycle_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
 
     @dg.op(name=f"{spec.name}_review_op")
     def _review(
-        context: dg.OpExecutionContext, config: ReviewConfig, registry: ModelRegistry
+        context: dg.OpExecutionContext,
+        config: ReviewConfig,
+        registry: ModelRegistry,
+        lake: LakeResource,
     ) -> None:
         approval = registry.record_decision(
             spec.name, config.version, config.decision, actor=config.actor, reason=config.reason
         )
-        write_card(registry, spec, config.version)
+        write_card(registry, spec, config.version, lake=lake)
         context.log.info(f"{spec.name} v{config.version} {approval.decision} by {approval.actor}")
 
     @dg.job(name=f"{spec.name}_promote", description=f"Make the {spec.name} challenger champion.")

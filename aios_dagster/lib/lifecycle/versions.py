@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.lifecycle.cards import model_card, store_model_card
 from aios_dagster.lib.lifecycle.evaluation import Evaluation
 from aios_dagster.lib.lifecycle.gate import GateResult
@@ -152,9 +153,14 @@ def write_card(
     spec: ModelSpec,
     version: int,
     *,
-    shadow: dict[str, Any] | None = None,
+    lake: LakeResource | None = None,
 ) -> str:
-    """Build the version's model card from what is recorded on it; store it; return Markdown."""
+    """Build the version's model card from what is recorded on it; store it; return Markdown.
+
+    With ``lake``, the card includes the version's shadow record (days compared, agreement
+    with the champion, latency), which is what an approver weighs besides the gate.
+    """
+    shadow = shadow_record(lake, spec, version) if lake is not None else None
     card = model_card(
         spec,
         version,
@@ -166,6 +172,14 @@ def write_card(
     )
     store_model_card(registry, card)
     return card.markdown
+
+
+def shadow_record(lake: LakeResource, spec: ModelSpec, version: int) -> dict[str, Any] | None:
+    """The version's shadow comparison over every day compared, or None if never shadowed."""
+    from aios_dagster.lib.inference.shadow_comparison import read_shadow_summary
+
+    summary = read_shadow_summary(lake, spec.name, str(version))
+    return summary if summary["rows_compared"] else None
 
 
 def assign_aliases(
