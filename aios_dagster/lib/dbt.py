@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject
 
 
@@ -32,6 +33,20 @@ def translator() -> DagsterDbtTranslator:
     return FeatureTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
-def build_args(command: str, data_dir: Path, *, target: str = "duckdb") -> list[str]:
+class DbtBuildConfig(dg.Config):
+    """Run config of the dbt models asset.
+
+    The feature models are incremental (see dbt_project/README.md); ``full_refresh`` rebuilds
+    them from the whole lake, which is needed only after lake parts older than the landing
+    lookback were rewritten or removed, or after a model's SQL or vars changed.
+    """
+
+    full_refresh: bool = False
+
+
+def build_args(
+    command: str, data_dir: Path, *, target: str = "duckdb", full_refresh: bool = False
+) -> list[str]:
     """The dbt CLI arguments for one invocation (pure, unit-tested)."""
-    return [command, "--target", target, "--vars", json.dumps({"data_dir": str(data_dir)})]
+    args = [command, "--target", target, "--vars", json.dumps({"data_dir": str(data_dir)})]
+    return [*args, "--full-refresh"] if full_refresh else args
