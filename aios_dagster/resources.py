@@ -66,7 +66,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         "models": ModelStore(
             repository=str(settings.model_repository),
-            candidates_dir=str(data / "models"),
         ),
         "registry": ModelRegistry(
             tracking_uri=tracking_uri,

@@ -76,25 +76,41 @@ def test_the_catalog_input_tensor_name_is_served_and_scored(
 def test_publishing_uses_the_declared_input_tensor(
     tmp_path: Path, triton_repository: Path, triton_resource: TritonResource
 ) -> None:
-    """The model Component's publish asset serves the model under the declared tensor name."""
+    """The model Component's publish asset serves the registry's champion under the declared
+    tensor name."""
     import dagster as dg
 
     from aios_dagster.lib.lifecycle.assets import build_model_defs
     from aios_dagster.lib.lifecycle.store import ModelStore
+    from tests.lifecycle.registry_support import fresh_registry, lineage_for
 
     spec = numeric_spec("declared_input", 16, input_tensor="x_in")
-    store = ModelStore(repository=str(triton_repository), candidates_dir=str(tmp_path / "models"))
+    registry = fresh_registry(tmp_path)
     model = LinearHeadsModel.random(16, {"queue": 6, "priority": 3}, seed=5)
-    report = {"holdout_accuracy": {"queue": 0.9}, "content_hash": model.content_hash()}
-    store.save_candidate(spec.name, model, report)
+    version = registry.register(
+        spec.name, model, params={}, metrics={}, lineage=lineage_for(model)
+    ).version
+    registry.set_version_tags(spec.name, version, {"gate": "passed"})
     assets, _checks = build_model_defs(spec)
-    published = dg.materialize(
-        [assets[1]],
-        selection=dg.AssetSelection.assets(f"{spec.name}_published"),
-        resources={"models": store, "triton": triton_resource},
-    )
+    with dg.instance_for_test() as instance:
+        # What the candidate asset reports when it registered the version.
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                f"{spec.name}_candidate", metadata={"registry_version": version}
+            )
+        )
+        published = dg.materialize(
+            [a for a in assets if a.key == dg.AssetKey(f"{spec.name}_published")],
+            resources={
+                "models": ModelStore(repository=str(triton_repository)),
+                "triton": triton_resource,
+                "registry": registry,
+            },
+            instance=instance,
+        )
     assert published.success
     config = triton_resource.get_model_config("declared_input")
     assert [tensor["name"] for tensor in config["input"]] == ["x_in"]
+    assert config["parameters"]["aios_champion_version"]["string_value"] == str(version)
     decisions, _ = score(spec, _table(16), triton_resource, "run-1")
     assert decisions.num_rows == 5

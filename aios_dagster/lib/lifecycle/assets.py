@@ -227,7 +227,7 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
         )
         for note in notes:
             context.log.info(note)
-        card = registry.read_version_artifact(spec.name, version, "model_card.md").decode()
+        card = version_records.write_card(registry, spec, version)
         return dg.MaterializeResult(
             metadata={
                 "model_name": spec.triton_model,
