@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 DBT_DIR := dbt_project
 MANIFEST := $(DBT_DIR)/target/manifest.json
 
-.PHONY: install manifest demo dev test lint format bench clean
+.PHONY: install manifest demo dev mlflow-ui test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,11 @@ demo: install manifest
 # dev --help` for the ports, e.g. make dev DEV_ARGS="--port 3001 --triton-grpc-port 9001".
 dev: install manifest
 	$(BIN)/aios-dagster dev $(DEV_ARGS)
+
+# The MLflow UI over the model registry (versions, runs, aliases, model cards) on 127.0.0.1;
+# e.g. make mlflow-ui MLFLOW_UI_ARGS="--port 5001".
+mlflow-ui: install
+	$(BIN)/aios-dagster mlflow-ui $(MLFLOW_UI_ARGS)
 
 test: install manifest
 	$(BIN)/pytest $(PYTEST_ARGS)
