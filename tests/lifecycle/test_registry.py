@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import pytest
 
 from aios_dagster.lib.lifecycle.registry import ModelRegistry, RegistryError
+from aios_dagster.resources import build_resources
+from aios_dagster.settings import Settings
 from tests.lifecycle.registry_support import fresh_registry, lineage_for, register, tiny_model
 
 
@@ -148,3 +151,24 @@ def test_a_failed_registration_leaves_a_failed_run_and_no_version(registry: Mode
     assert run.info.status == "FAILED"
     # Trying again works and numbers the version 1.
     assert register(registry, 5) == 1
+
+
+def test_settings_pick_the_embedded_or_the_production_registry(tmp_path: Path) -> None:
+    embedded = build_resources(Settings.from_env({"AIOS_DATA_DIR": str(tmp_path)}))["registry"]
+    assert embedded.tracking_uri == f"sqlite:///{tmp_path}/mlflow/mlflow.db"
+    assert embedded.artifact_location == f"{tmp_path}/mlflow/artifacts"
+    production = {
+        "AIOS_DATA_DIR": str(tmp_path),
+        "AIOS_PROFILE": "production",
+        "AIOS_PII_KEY": "k",
+        "AIOS_MLFLOW_TRACKING_URI": "postgresql+psycopg://mlflow:secret@db/mlflow",
+        "AIOS_MLFLOW_ARTIFACT_LOCATION": "s3://models/mlflow",
+    }
+    registry = build_resources(Settings.from_env(production))["registry"]
+    # The URI carries the password: the resource reads it from the environment at run time.
+    assert isinstance(registry.tracking_uri, dg.EnvVar)
+    assert registry.tracking_uri.env_var_name == "AIOS_MLFLOW_TRACKING_URI"
+    assert registry.artifact_location == "s3://models/mlflow"
+    del production["AIOS_MLFLOW_ARTIFACT_LOCATION"]
+    with pytest.raises(ValueError, match=r"requires AIOS_MLFLOW_TRACKING_URI .* to be set"):
+        build_resources(Settings.from_env(production))
