@@ -53,6 +53,10 @@ def test_register_logs_one_run_and_one_tagged_version(registry: ModelRegistry, t
     assert registry.lineage("router", 1) == lineage_for(model, run_id="dagster-run-42")
     # The artifacts are where the settings say, not in the current folder.
     assert Path(run.info.artifact_uri).is_relative_to(Path(registry.artifact_location))
+    # MLflow was imported with its telemetry off: nothing tries to reach the internet.
+    from mlflow.telemetry import get_telemetry_client
+
+    assert get_telemetry_client() is None
 
 
 def test_identical_weights_return_the_existing_version_without_a_new_run(registry):

@@ -89,7 +89,8 @@ class VersionInfo:
 
 
 def mlflow_environment() -> None:
-    """Set MLflow's opt-outs before it is imported (an explicit setting wins)."""
+    """Set MLflow's opt-outs before it is imported (an explicit setting wins): ``import
+    mlflow`` itself starts the telemetry client, so this must come before any mlflow import."""
     for key, value in MLFLOW_ENV.items():
         os.environ.setdefault(key, value)
 
@@ -132,6 +133,7 @@ class ModelRegistry(dg.ConfigurableResource):
         return self._store_cache
 
     def _experiment_id(self, name: str) -> str:
+        mlflow_environment()
         from mlflow.exceptions import MlflowException
 
         experiment = self.client.get_experiment_by_name(name)
@@ -147,6 +149,7 @@ class ModelRegistry(dg.ConfigurableResource):
             return experiment.experiment_id
 
     def _model_version(self, name: str, version: int) -> Any:
+        mlflow_environment()
         from mlflow.exceptions import MlflowException
 
         try:
@@ -163,6 +166,7 @@ class ModelRegistry(dg.ConfigurableResource):
         return sorted(m.name for m in self.client.search_registered_models())
 
     def _registered_aliases(self, name: str) -> dict[str, int]:
+        mlflow_environment()
         from mlflow.exceptions import MlflowException
 
         try:
@@ -193,6 +197,7 @@ class ModelRegistry(dg.ConfigurableResource):
         ``created=False`` and no new run: retraining on unchanged data does not grow the
         registry. The version is created last, so a failure leaves a FAILED run and no version.
         """
+        mlflow_environment()
         from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
 
