@@ -398,37 +398,3 @@ def _v(version: int | None) -> str:
 def _lock_key(text: str) -> int:
     """A signed 64-bit advisory-lock key (what pg_advisory_lock takes) for a name."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
-
-
-def version_at(history: list[AliasEvent], when: datetime) -> int | None:
-    """The version an alias pointed to at ``when``, from its applied events (oldest first)."""
-    if when.tzinfo is None:
-        raise ValueError(
-            f"version_at needs a timezone-aware time, got {when.isoformat()} "
-            "(history is recorded in UTC; pass e.g. datetime(..., tzinfo=UTC))"
-        )
-    current: int | None = None
-    for event in history:
-        if event.at > when:
-            break
-        current = event.version
-    return current
-
-
-def champion_stack(history: list[AliasEvent]) -> list[int]:
-    """Champions in order of tenure, with rollbacks taken off.
-
-    Going back to the champion just before the current one counts as a rollback and pops the
-    current one, so repeated rollbacks walk further back instead of toggling between the last
-    two versions (where a second "rollback" would re-serve the version just rolled back).
-    Removals of the alias are skipped: a later champion follows the one before the gap.
-    """
-    stack: list[int] = []
-    for event in history:
-        if event.version is None:
-            continue
-        if len(stack) >= 2 and stack[-2] == event.version:
-            stack.pop()
-        elif not stack or stack[-1] != event.version:
-            stack.append(event.version)
-    return stack

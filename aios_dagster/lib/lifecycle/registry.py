@@ -13,40 +13,41 @@ environment. MLflow is imported inside methods (it takes seconds), and never pho
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from aios_dagster.lib.lifecycle import aliases
 from aios_dagster.lib.lifecycle.governance import (
-    ABANDONED,
-    APPLIED,
     DECISIONS,
     AliasEvent,
     Approval,
     GovernanceStore,
-    champion_stack,
     require_text,
 )
-from aios_dagster.lib.lifecycle.governance import version_at as _version_at
 from aios_dagster.lib.lifecycle.lineage import Lineage
+from aios_dagster.lib.lifecycle.mlflow_runs import (
+    CONTENT_HASH,
+    LINEAGE,
+    WEIGHTS,
+    artifact_path,
+    checked_files,
+    log_training_run,
+    parent_path,
+    write_files,
+)
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-WEIGHTS = "model/weights.npz"
-LINEAGE = "lineage.json"
-CONTENT_HASH = "content_hash"
 APPROVAL_TAGS = ("approval_status", "approved_by", "approved_at", "approval_reason")
 #: MLflow reads these when imported: no telemetry, no progress bars in Dagster logs.
 MLFLOW_ENV = {
@@ -165,7 +166,8 @@ class ModelRegistry(dg.ConfigurableResource):
     def model_names(self) -> list[str]:
         return sorted(m.name for m in self.client.search_registered_models())
 
-    def _registered_aliases(self, name: str) -> dict[str, int]:
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of the model now, with its version (RegistryError: no such model)."""
         mlflow_environment()
         from mlflow.exceptions import MlflowException
 
@@ -198,7 +200,6 @@ class ModelRegistry(dg.ConfigurableResource):
         registry. The version is created last, so a failure leaves a FAILED run and no version.
         """
         mlflow_environment()
-        from mlflow.entities import Metric, Param
         from mlflow.exceptions import MlflowException
 
         content_hash = model.content_hash()
@@ -207,7 +208,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 f"{name}: lineage.content_hash {lineage.content_hash[:12]} does not match the "
                 f"model's weights {content_hash[:12]}; build the lineage from this model"
             )
-        files = _artifact_files(artifacts or {})
+        files = checked_files(artifacts or {})
         existing = self.client.search_model_versions(
             f"name = '{_quoted(name)}' and tags.{CONTENT_HASH} = '{content_hash}'"
         )
@@ -219,30 +220,18 @@ class ModelRegistry(dg.ConfigurableResource):
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        run = self.client.create_run(
+        run = log_training_run(
+            self.client,
             self._experiment_id(name),
-            run_name=f"{name}-{content_hash[:12]}",
-            tags={
-                "mlflow.source.git.commit": lineage.git_commit,
-                "dagster.run_id": lineage.dagster_run_id,
-                CONTENT_HASH: content_hash,
-            },
+            model,
+            model_name=name,
+            params=params,
+            metrics=metrics,
+            lineage=lineage,
+            files=files,
         )
         run_id = run.info.run_id
         try:
-            now = int(time.time() * 1000)
-            self.client.log_batch(
-                run_id,
-                params=[Param(k, v) for k, v in _flatten(params).items()],
-                metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-            )
-            with tempfile.TemporaryDirectory(prefix="aios-register-") as tmp:
-                root = Path(tmp)
-                (root / WEIGHTS).parent.mkdir(parents=True)
-                model.to_npz(root / WEIGHTS)
-                (root / LINEAGE).write_text(lineage.to_json())
-                _write_files(root, files)
-                self.client.log_artifacts(run_id, str(root))
             version = self.client.create_model_version(
                 name,
                 source=f"{run.info.artifact_uri}/model",
@@ -272,7 +261,7 @@ class ModelRegistry(dg.ConfigurableResource):
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Every version of ``name``, oldest first, with its tags, aliases and approval."""
-        aliases = self._registered_aliases(name)
+        aliases = self.aliases(name)
         found = self.client.search_model_versions(f"name = '{_quoted(name)}'")
         decisions = {a.version: a for a in self.audit.approvals(name)}
         return [_info(mv, aliases, decisions) for mv in sorted(found, key=lambda v: int(v.version))]
@@ -280,7 +269,7 @@ class ModelRegistry(dg.ConfigurableResource):
     def version(self, name: str, version: int) -> VersionInfo:
         mv = self._model_version(name, version)
         decisions = {a.version: a for a in self.audit.approvals(name, version)}
-        return _info(mv, self._registered_aliases(name), decisions)
+        return _info(mv, self.aliases(name), decisions)
 
     def version_tags(self, name: str, version: int) -> dict[str, str]:
         return dict(self._model_version(name, version).tags)
@@ -302,16 +291,16 @@ class ModelRegistry(dg.ConfigurableResource):
     ) -> None:
         """Write files into the version's run (an existing path is replaced)."""
         mv = self._model_version(name, version)
-        checked = _artifact_files(files)
+        checked = checked_files(files)
         with tempfile.TemporaryDirectory(prefix="aios-artifacts-") as tmp:
-            _write_files(Path(tmp), checked)
+            write_files(Path(tmp), checked)
             self.client.log_artifacts(mv.run_id, tmp)
 
     def read_version_artifact(self, name: str, version: int, path: str) -> bytes:
         """Bytes of an artifact of the version's run; FileNotFoundError if it has none."""
         mv = self._model_version(name, version)
-        relative = _artifact_path(path)
-        listed = {f.path: f for f in self.client.list_artifacts(mv.run_id, _parent(relative))}
+        relative = artifact_path(path)
+        listed = {f.path: f for f in self.client.list_artifacts(mv.run_id, parent_path(relative))}
         if relative not in listed:
             raise FileNotFoundError(f"{name} v{version} has no artifact {path!r}")
         if listed[relative].is_dir:
@@ -327,96 +316,42 @@ class ModelRegistry(dg.ConfigurableResource):
     def get_alias(self, name: str, alias: str) -> int | None:
         """The version holding ``alias`` now (None: no such alias, or no such model yet)."""
         try:
-            return self._registered_aliases(name).get(alias)
+            return self.aliases(name).get(alias)
         except RegistryError:
             return None
 
     def set_alias(
         self, name: str, alias: str, version: int, *, actor: str, reason: str
     ) -> AliasEvent:
-        """Point ``alias`` at ``version`` and record who, when, why and the version before.
-
-        Order of writes: intent row, then MLflow, then outcome row. The history reads only
-        applied events, so a crash before the MLflow write leaves an intent that the next
-        alias operation marks abandoned (the alias did not move); a crash after it leaves one
-        that is marked applied, because MLflow shows it happened. Recording after the MLflow
-        write instead would lose who and why in that crash; recording first without an
-        outcome would let the history claim a change that never happened.
-        """
+        """Point ``alias`` at ``version``, recording who, when, why and the version before
+        (write order and crash safety: ``aliases.py``)."""
         actor, reason = require_text("actor", actor), require_text("reason", reason)
         self._model_version(name, version)
-        return self._move_alias(name, alias, int(version), actor=actor, reason=reason)
+        return aliases.move_alias(self, name, alias, int(version), actor=actor, reason=reason)
 
     def clear_alias(self, name: str, alias: str, *, actor: str, reason: str) -> AliasEvent | None:
         """Remove ``alias`` (recorded like ``set_alias``); None when it was not set."""
         actor, reason = require_text("actor", actor), require_text("reason", reason)
         if self.get_alias(name, alias) is None:
             return None
-        return self._move_alias(name, alias, None, actor=actor, reason=reason)
-
-    def _move_alias(
-        self, name: str, alias: str, version: int | None, *, actor: str, reason: str
-    ) -> AliasEvent:
-        with self.audit.alias_lock(name, alias):
-            self._settle(name, alias)
-            previous = self.get_alias(name, alias)
-            event = self.audit.record_intent(
-                name, alias, version, previous, actor=actor, reason=reason
-            )
-            try:
-                if version is None:
-                    self.client.delete_registered_model_alias(name, alias)
-                else:
-                    self.client.set_registered_model_alias(name, alias, str(version))
-            except Exception:
-                if self.get_alias(name, alias) == previous:
-                    self.audit.record_outcome(event.id, ABANDONED)
-                raise
-            self.audit.record_outcome(event.id, APPLIED)
-            return event
-
-    def _settle(self, name: str, alias: str) -> None:
-        """Give every unsettled intent its outcome, and record changes made outside us.
-
-        Call with the alias lock held. MLflow's current alias decides: an intent it shows was
-        applied; any other was abandoned. If MLflow then still disagrees with the history
-        (someone moved the alias in the MLflow UI), that change is recorded as ``external``.
-        """
-        current = self.get_alias(name, alias)
-        events = self.audit.events(name, alias)
-        last_settled = max((i for i, (_, o) in enumerate(events) if o is not None), default=-1)
-        pending = [e for e, outcome in events[last_settled + 1 :] if outcome is None]
-        for i, event in enumerate(pending):
-            newest = i == len(pending) - 1
-            applied = newest and event.version == current
-            self.audit.record_outcome(event.id, APPLIED if applied else ABANDONED)
-        history = self.audit.history(name, alias)
-        recorded = history[-1].version if history else None
-        if current != recorded:
-            self.audit.record_external(name, alias, current, recorded)
-
-    def _settle_all(self, name: str) -> None:
-        aliases = self.audit.aliases_recorded(name) | set(self._registered_aliases(name))
-        for alias in sorted(aliases):
-            with self.audit.alias_lock(name, alias):
-                self._settle(name, alias)
+        return aliases.move_alias(self, name, alias, None, actor=actor, reason=reason)
 
     def alias_history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Applied alias changes of ``name`` (one alias, or all), oldest first."""
-        self._settle_all(name)
+        aliases.settle_all(self, name)
         return self.audit.history(name, alias)
 
     def version_at(self, name: str, alias: str, when: datetime) -> int | None:
         """Which version held ``alias`` at ``when`` (timezone-aware) - MLflow issue #2169."""
-        return _version_at(self.alias_history(name, alias), when)
+        return aliases.version_at(self.alias_history(name, alias), when)
 
     def previous_champion(self, name: str) -> int | None:
         """The champion before the current one (what a rollback restores - MLflow #6180).
 
-        Rollbacks are taken off the stack of champions (``governance.champion_stack``), so a
+        Rollbacks are taken off the stack of champions (``aliases.champion_stack``), so a
         second rollback goes further back rather than back to the version just rolled back.
         """
-        stack = champion_stack(self.alias_history(name, "champion"))
+        stack = aliases.champion_stack(self.alias_history(name, "champion"))
         current = self.get_alias(name, "champion")
         if len(stack) >= 2 and stack[-1] == current:
             return stack[-2]
@@ -510,49 +445,3 @@ def _quoted(value: str) -> str:
     if "'" in value:
         raise ValueError(f"model name {value!r} must not contain a single quote")
     return value
-
-
-def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested parameters as MLflow's flat string parameters (``gate.margin``)."""
-    out: dict[str, str] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{name}."))
-        elif isinstance(value, list | tuple):
-            out[name] = json.dumps(list(value))
-        else:
-            out[name] = str(value)
-    return out
-
-
-def _artifact_path(path: str) -> str:
-    pure = PurePosixPath(path)
-    if not path or pure.is_absolute() or ".." in pure.parts or str(pure) == ".":
-        raise ValueError(f"artifact path {path!r} must be relative, without '..'")
-    return str(pure)
-
-
-def _parent(path: str) -> str | None:
-    parent = str(PurePosixPath(path).parent)
-    return None if parent == "." else parent
-
-
-def _artifact_files(files: Mapping[str, bytes | str | Path]) -> dict[str, bytes | str | Path]:
-    checked = {_artifact_path(p): content for p, content in files.items()}
-    reserved = {WEIGHTS, LINEAGE} & set(checked)
-    if reserved:
-        raise ValueError(f"artifacts {sorted(reserved)} are written by the registry itself")
-    return checked
-
-
-def _write_files(root: Path, files: Mapping[str, bytes | str | Path]) -> None:
-    for relative, content in files.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            target.write_bytes(content)
-        elif isinstance(content, Path):
-            shutil.copyfile(content, target)
-        else:
-            target.write_text(content)
