@@ -93,7 +93,12 @@ def serving_parameters(
 def deploy(
     spec: ModelSpec, *, registry: ModelRegistry, repository: Path, triton: TritonResource
 ) -> Deployment:
-    """Make Triton serve the registry's champion and challenger of ``spec`` (idempotent)."""
+    """Make Triton serve the registry's champion and challenger of ``spec`` (idempotent).
+
+    A challenger without a champion (a high-risk first version awaiting approval) is not
+    served: scorers let the newest listed version decide when no champion is named, so
+    serving it would let an unapproved version decide emails. It goes live on promotion.
+    """
     champion = registry.get_alias(spec.name, CHAMPION)
     challenger = registry.get_alias(spec.name, CHALLENGER)
     if challenger == champion:
@@ -103,6 +108,8 @@ def deploy(
             f"{spec.name}: the registry has neither a champion nor a challenger; "
             "nothing to deploy (train and gate a candidate first)"
         )
+    if champion is None:
+        return Deployment(spec.triton_model, None, challenger, 0.0, 0.0)
     versions = {v: registry.load_model(spec.name, v) for v in (champion, challenger) if v}
     share = spec.rollout.canary_share
     project_versions(
