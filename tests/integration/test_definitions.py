@@ -17,14 +17,18 @@ EXPECTED_ASSETS = {
     "raw_routing_labels",
     "email_text_features",
     "stg_emails",
+    "stg_email_text",
     "stg_customers",
     "stg_transactions",
     "stg_routing_labels",
     "email_features",
     "training_set",
     "email_router_candidate",
+    "email_router_evaluation",
     "email_router_published",
     "email_router_predictions",
+    "email_router_shadow_predictions",
+    "email_router_shadow_comparison",
     "email_router_microbatch",
     "email_router_routed_tickets",
     "email_router_review_queue",
@@ -35,7 +39,7 @@ EXPECTED_CHECKS = {
     "raw_customers:customers_contract",
     "raw_transactions:transactions_contract",
     "raw_routing_labels:routing_labels_contract",
-    "email_router_candidate:quality_gate",
+    "email_router_evaluation:gate",
     "email_router_published:served_by_triton",
     "email_router_feature_drift:drift_within_threshold",
     "email_features:unique_email_features_email_id",
@@ -44,6 +48,8 @@ EXPECTED_CHECKS = {
     "email_features:not_null_email_features_text_vec",
     "email_features:accepted_values_email_features_segment__retail__premier__business__unknown",
     "stg_customers:not_null_stg_customers_customer_id",
+    "stg_email_text:not_null_stg_email_text_email_id",
+    "stg_email_text:unique_stg_email_text_email_id",
     "stg_customers:unique_stg_customers_customer_id",
     "stg_customers:unique_stg_customers_email_token",
     "stg_emails:not_null_stg_emails_email_id",
@@ -76,10 +82,17 @@ def test_asset_graph_is_the_intended_flow(defs: dg.Definitions) -> None:
         "stg_emails",
         "stg_customers",
         "stg_transactions",
-        "email_text_features",
+        "stg_email_text",
     }
+    assert parents["stg_email_text"] == {"email_text_features"}
     assert parents["email_router_predictions"] == {"email_features", "email_router_published"}
-    assert parents["email_router_published"] == {"email_router_candidate"}
+    assert parents["email_router_evaluation"] == {"email_router_candidate"}
+    assert parents["email_router_published"] == {"email_router_evaluation"}
+    assert parents["email_router_shadow_predictions"] == parents["email_router_predictions"]
+    assert parents["email_router_shadow_comparison"] == {
+        "email_router_predictions",
+        "email_router_shadow_predictions",
+    }
 
 
 def test_assets_are_grouped_by_layer(defs: dg.Definitions) -> None:
@@ -96,8 +109,16 @@ def test_contract_and_gate_checks_block_downstream(defs: dg.Definitions) -> None
     graph = defs.resolve_asset_graph()
     for key in graph.asset_check_keys:
         spec = graph.get_check_spec(key)
-        if key.name.endswith("_contract") or key.name == "quality_gate":
+        if key.name.endswith("_contract") or key.name == "gate":
             assert spec.blocking, key
+
+
+def test_lifecycle_jobs_take_who_and_why(defs: dg.Definitions) -> None:
+    for action in ("promote", "rollback", "review"):
+        job = defs.resolve_job_def(f"email_router_{action}")
+        fields = job.run_config_schema.config_type.fields["ops"].config_type.fields
+        op_config = fields[f"email_router_{action}_op"].config_type.fields["config"]
+        assert {"actor", "reason"} <= set(op_config.config_type.fields), action
 
 
 def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
@@ -107,6 +128,8 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     assert scoring.partitions_def is not None
     assert {k.to_user_string() for k in scoring.asset_layer.executable_asset_keys} == {
         "email_router_predictions",
+        "email_router_shadow_predictions",
+        "email_router_shadow_comparison",
         "email_router_routed_tickets",
         "email_router_review_queue",
     }
@@ -187,6 +210,7 @@ def test_a_second_model_is_yaml_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
     lite["name"] = lite["triton_model"] = "email_router_lite"
     lite["inputs"] = {"numeric": ["tenure_years", "txn_count_30d"], "vectors": ["text_vec"]}
     lite["policy"] = {**lite["policy"], "name": "lite-v1", "min_confidence": 0.7}
+    lite["gate"] = {**lite["gate"], "segments": []}  # its inputs have no segment flags
     package = tmp_path / "extra_models"
     (package / "defs" / "email_router_lite").mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -197,13 +221,16 @@ def test_a_second_model_is_yaml_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     loaded = dg.load_defs(importlib.import_module("extra_models.defs"), project_root=tmp_path)
     # only one Definitions may carry a component tree: take the loaded objects
-    extra = dg.Definitions(assets=loaded.assets, asset_checks=loaded.asset_checks)
+    extra = dg.Definitions(assets=loaded.assets, asset_checks=loaded.asset_checks, jobs=loaded.jobs)
     base = build_definitions(Settings.from_env({"AIOS_DATA_DIR": str(tmp_path / "data")}))
     defs = dg.Definitions.merge(base, extra)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    for suffix in ("candidate", "published", "predictions", "microbatch", "feature_drift"):
+    suffixes = ("candidate", "evaluation", "published", "predictions", "shadow_predictions")
+    for suffix in (*suffixes, "shadow_comparison", "microbatch", "feature_drift"):
         assert {f"email_router_{suffix}", f"email_router_lite_{suffix}"} <= keys
     checks = {k.to_user_string() for k in defs.resolve_asset_graph().asset_check_keys}
-    assert "email_router_lite_candidate:quality_gate" in checks
+    assert "email_router_lite_evaluation:gate" in checks
+    for action in ("promote", "rollback", "review"):
+        assert defs.resolve_job_def(f"email_router_lite_{action}") is not None
     microbatch = defs.resolve_job_def("microbatch_job").asset_layer.executable_asset_keys
     assert dg.AssetKey("email_router_lite_microbatch") in microbatch

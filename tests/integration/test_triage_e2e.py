@@ -8,7 +8,6 @@ Evidently drift report. One run without drift and one with an injected fraud wav
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import subprocess
@@ -25,9 +24,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from aios_dagster.cli import ensure_manifest, run_triage
+from aios_dagster.cli_models import registry_for
 from aios_dagster.definitions import build_definitions
 from aios_dagster.lib.inference.audit import decisions_for
 from aios_dagster.lib.lifecycle.assets import catalog
+from aios_dagster.lib.lifecycle.versions import load_evaluation
 from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from tests.integration.pipeline import PipelineRun, generate, settings_for
@@ -224,10 +225,16 @@ def test_triton_scores_equal_the_published_model_in_process(clean_run: PipelineR
 
 
 def test_model_is_useful_on_labelled_history(clean_run: PipelineRun) -> None:
-    report = clean_run.settings.data_dir / "models" / "email_router" / "candidate.json"
-    metrics = json.loads(report.read_text())
-    assert metrics["holdout_accuracy"]["queue"] >= 0.7
-    assert metrics["holdout_accuracy"]["priority"] >= 0.5
+    """The champion the run left in the registry, judged on the holdout it never trained on."""
+    registry = registry_for(clean_run.settings)
+    spec = catalog()["email_router"]
+    champion = registry.get_alias("email_router", "champion")
+    assert champion is not None, "the clean run left no champion in the registry"
+    evaluation, _, _ = load_evaluation(registry, spec, champion)
+    assert evaluation.rows > 0
+    assert evaluation.head("queue").accuracy >= 0.7
+    assert evaluation.head("priority").accuracy >= 0.5
+    assert registry.version_tags("email_router", champion)["gate"] == "passed"
 
 
 def test_rerunning_a_day_replaces_its_predictions(drift_run: PipelineRun) -> None:
