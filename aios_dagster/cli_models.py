@@ -5,10 +5,10 @@ under the data folder, or ``AIOS_MLFLOW_TRACKING_URI``). Reading commands never 
 registry: an embedded one that does not exist yet is an error that says how to make one.
 Approvals and rejections need a reason; the actor defaults to ``$USER``.
 
-To add a subcommand (``promote``, ``rollback``): a ``models_sub.add_parser(...)`` in
-``add_model_commands`` with ``set_defaults(run=...)``, ``add_audit_options`` for
-``--actor``/``--reason``, and a ``cmd_*(args, settings)`` that may use ``registry_for`` and
-``model_spec``; raise ``CliError`` for a one-line failure.
+``promote`` and ``rollback`` (they also touch Triton) live in ``cli_rollout``. To add a
+subcommand: a ``models_sub.add_parser(...)`` with ``set_defaults(run=...)``,
+``add_audit_options`` for ``--actor``/``--reason``, and a ``cmd_*(args, settings)`` that may
+use ``registry_for`` and ``model_spec``; raise ``CliError`` for a one-line failure.
 """
 
 from __future__ import annotations
@@ -291,6 +291,10 @@ def add_model_commands(sub: Any, formatter_class: type[argparse.HelpFormatter]) 
         p.add_argument("version", type=int, help="registry version number")
         add_audit_options(p)
         p.set_defaults(run=run)
+
+    from aios_dagster.cli_rollout import add_rollout_commands  # it imports this module
+
+    add_rollout_commands(models_sub, formatter_class)
 
     ui = sub.add_parser(
         "mlflow-ui",

@@ -18,7 +18,9 @@ Run with ``-s`` to see the promotion and rollback times and the shadow overhead.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -32,6 +34,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from aios_dagster.cli import main
 from aios_dagster.lib.serving.triton import TritonResource
 from tests.lifecycle.flow_fixtures import (
     MODEL,
@@ -91,6 +94,18 @@ def platform(
             TritonResource(url=triton_server.grpc_url, retry_backoff_s=0.05),
             instance,
         )
+
+
+def terminal(argv: list[str]) -> tuple[int, str]:
+    """``aios-dagster`` run in process (the flow's model is declared in Python, not YAML):
+    exit status and what it printed, a refusal's one line included."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(argv)
+        except SystemExit as exc:
+            return (1 if exc.code else 0), out.getvalue() + str(exc.code or "")
+    return 0, out.getvalue()
 
 
 def trained(platform: FlowPlatform) -> Facts:
@@ -235,6 +250,7 @@ def rolled_back(bad: Facts, platform: FlowPlatform) -> Facts:
     facts["rollback_record"] = {k: v.value for k, v in observation.metadata.items()}
     facts["serving"] = serving(platform.triton)
     facts["at_rolled_back"] = now()
+    facts["champion_history"] = platform.registry.alias_history(MODEL, "champion")
     facts["predictions_meta"], _ = platform.score(platform.predictions, DAY)
     facts["decisions"] = platform.lake.read(f"{MODEL}_predictions")
     figure("rollback job alone", job_s)
@@ -373,7 +389,7 @@ def test_alias_history_says_which_version_was_champion_when(
         (rolled_back["at_rolled_back"], 2),
     ]
     assert [(when, at(MODEL, "champion", when)) for when, _ in expected] == expected
-    history = platform.registry.alias_history(MODEL, "champion")
+    history = rolled_back["champion_history"]
     assert [e.version for e in history] == [1, 2, 4, 2]
     assert all(e.actor and e.reason for e in history)
     # The same question from a terminal.
@@ -391,3 +407,63 @@ def test_alias_history_says_which_version_was_champion_when(
     )
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.startswith(f"{MODEL} v2 was champion at "), answer.stdout
+
+
+@pytest.fixture(scope="module")
+def by_terminal(
+    rolled_back: Facts,
+    platform: FlowPlatform,
+    triton_server,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Facts:
+    """The on-call engineer's commands: promote v4 again, roll back twice, try the bad v3."""
+    data = tmp_path_factory.mktemp("terminal_data")
+    # The command's data folder holds the platform's Triton repository and lake.
+    (data / "model_repository").symlink_to(platform.repository)
+    (data / "lake").symlink_to(platform.lake.root)
+    facts: Facts = {}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AIOS_DATA_DIR", str(data))
+        env.setenv("AIOS_MLFLOW_TRACKING_URI", platform.registry.tracking_uri)
+        env.setenv("AIOS_MLFLOW_ARTIFACT_LOCATION", platform.registry.artifact_location)
+        env.setenv("AIOS_TRITON_GRPC_URL", triton_server.grpc_url)
+        env.setattr("aios_dagster.cli_rollout.model_spec", lambda settings, name: SPEC)
+        audit = ["--actor", "oncall", "--reason"]
+        for step, argv in (
+            ("promote_v4", ["promote", MODEL, "--version", "4", *audit, "v4 fixed"]),
+            ("rollback", ["rollback", MODEL, *audit, "v4 still wrong"]),
+            ("rollback_again", ["rollback", MODEL, *audit, "back to the first"]),
+            ("promote_v3", ["promote", MODEL, "--version", "3", *audit, "try the bad one"]),
+        ):
+            started = time.perf_counter()
+            facts[step] = (*terminal(["models", *argv]), time.perf_counter() - started)
+            facts[f"{step}_serving"] = serving(platform.triton)
+    figure("rollback command (registry + Triton)", facts["rollback"][2])
+    return facts
+
+
+def test_promote_and_rollback_are_one_command_each(
+    by_terminal: Facts, platform: FlowPlatform
+) -> None:
+    code, out, _ = by_terminal["promote_v4"]
+    assert code == 0, out
+    assert out.startswith(f"{MODEL}: promote v2 -> v4 by oncall in "), out
+    assert by_terminal["promote_v4_serving"]["champion"] == "4"
+    code, out, _ = by_terminal["rollback"]
+    assert code == 0, out
+    assert out.startswith(f"{MODEL}: rollback v4 -> v2 by oncall in "), out
+    assert by_terminal["rollback_serving"]["champion"] == "2"
+    # A second rollback walks further back instead of returning to v4.
+    code, out, _ = by_terminal["rollback_again"]
+    assert code == 0, out
+    assert out.startswith(f"{MODEL}: rollback v2 -> v1 by oncall in "), out
+    assert by_terminal["rollback_again_serving"]["champion"] == "1"
+    assert platform.answering_version(1) == "1"
+    # The failed version is refused in one line and nothing moves.
+    code, out, _ = by_terminal["promote_v3"]
+    assert code == 1
+    assert "v3: the gate has not passed (gate: failed)" in out, out
+    assert by_terminal["promote_v3_serving"]["champion"] == "1"
+    assert platform.registry.get_alias(MODEL, "champion") == 1
+    last = platform.registry.alias_history(MODEL, "champion")[-1]
+    assert (last.version, last.actor, last.reason) == (1, "oncall", "rollback: back to the first")
