@@ -26,18 +26,14 @@ def _rollout(args: argparse.Namespace, settings: Settings, action: str) -> Rollo
     from aios_dagster.lib.lifecycle.rollout import RolloutError, promote, rollback
     from aios_dagster.lib.lifecycle.versions import write_card
     from aios_dagster.lib.serving.errors import TritonInferenceError
-    from aios_dagster.resources import build_resources
+    from aios_dagster.resources import triton_resource
 
     registry = registry_for(settings)
     spec = model_spec(settings, args.name)
-    try:
-        triton = build_resources(settings)["triton"]
-    except ValueError as exc:  # a production profile missing its settings
-        raise _cli_error(str(exc)) from None
     common: dict[str, Any] = {
         "registry": registry,
         "repository": settings.model_repository,
-        "triton": triton,
+        "triton": triton_resource(settings),
         "actor": args.actor,
         "reason": args.reason,
     }

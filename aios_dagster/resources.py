@@ -27,6 +27,20 @@ from aios_dagster.settings import Settings
 EMBEDDED_PII_KEY = "embedded-demo-key-not-a-secret"
 
 
+def triton_resource(settings: Settings) -> TritonResource:
+    """The Triton client of ``settings`` (also what the rollout commands use, outside a run)."""
+    return TritonResource(
+        url=settings.triton_grpc_url,
+        ready_timeout_s=settings.triton_ready_timeout_s,
+        retry_total_s=settings.triton_retry_total_s,
+        metrics_url=settings.triton_metrics_url,
+        shared_memory=settings.triton_shared_memory,
+        urls=[settings.triton_grpc_url, *settings.triton_replica_urls]
+        if settings.triton_replica_urls
+        else None,
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     if settings.profile != "embedded" and not settings.pii_key:
         # A known key makes tokens reversible by dictionary attack: never outside embedded.
@@ -71,16 +85,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             tracking_uri=tracking_uri,
             artifact_location=settings.registry_artifact_location,
         ),
-        "triton": TritonResource(
-            url=settings.triton_grpc_url,
-            ready_timeout_s=settings.triton_ready_timeout_s,
-            retry_total_s=settings.triton_retry_total_s,
-            metrics_url=settings.triton_metrics_url,
-            shared_memory=settings.triton_shared_memory,
-            urls=[settings.triton_grpc_url, *settings.triton_replica_urls]
-            if settings.triton_replica_urls
-            else None,
-        ),
+        "triton": triton_resource(settings),
         "reports": ReportStore(
             root=str(settings.reports_dir),
             drift_share_threshold=settings.drift_share_threshold,

@@ -96,6 +96,14 @@ def platform(
         )
 
 
+def registry_env(platform: FlowPlatform) -> dict[str, str]:
+    """What makes an ``aios-dagster`` command read the flow's registry."""
+    return {
+        "AIOS_MLFLOW_TRACKING_URI": platform.registry.tracking_uri,
+        "AIOS_MLFLOW_ARTIFACT_LOCATION": platform.registry.artifact_location,
+    }
+
+
 def terminal(argv: list[str]) -> tuple[int, str]:
     """``aios-dagster`` run in process (the flow's model is declared in Python, not YAML):
     exit status and what it printed, a refusal's one line included."""
@@ -186,14 +194,9 @@ def second(first: Facts, platform: FlowPlatform) -> Facts:
     refused, _ = platform.run_job("promote", actor="mo.ml-lead", reason="shadow looks fine")
     facts["refused"] = (refused.success, step_error(refused))
     facts["champion_after_refusal"] = platform.registry.get_alias(MODEL, "champion")
-    cli_env = {
-        **os.environ,
-        "AIOS_MLFLOW_TRACKING_URI": platform.registry.tracking_uri,
-        "AIOS_MLFLOW_ARTIFACT_LOCATION": platform.registry.artifact_location,
-    }
     facts["cli"] = subprocess.run(
         [CLI, "models", "approve", MODEL, "2", "--reason", CLI_REASON, "--actor", APPROVER],
-        env=cli_env,
+        env={**os.environ, **registry_env(platform)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -393,14 +396,9 @@ def test_alias_history_says_which_version_was_champion_when(
     assert [e.version for e in history] == [1, 2, 4, 2]
     assert all(e.actor and e.reason for e in history)
     # The same question from a terminal.
-    cli_env = {
-        **os.environ,
-        "AIOS_MLFLOW_TRACKING_URI": platform.registry.tracking_uri,
-        "AIOS_MLFLOW_ARTIFACT_LOCATION": platform.registry.artifact_location,
-    }
     answer = subprocess.run(
         [CLI, "models", "history", MODEL, "--at", second["at_champion"].isoformat()],
-        env=cli_env,
+        env={**os.environ, **registry_env(platform)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -424,8 +422,8 @@ def by_terminal(
     facts: Facts = {}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AIOS_DATA_DIR", str(data))
-        env.setenv("AIOS_MLFLOW_TRACKING_URI", platform.registry.tracking_uri)
-        env.setenv("AIOS_MLFLOW_ARTIFACT_LOCATION", platform.registry.artifact_location)
+        for name, value in registry_env(platform).items():
+            env.setenv(name, value)
         env.setenv("AIOS_TRITON_GRPC_URL", triton_server.grpc_url)
         env.setattr("aios_dagster.cli_rollout.model_spec", lambda settings, name: SPEC)
         audit = ["--actor", "oncall", "--reason"]

@@ -353,6 +353,7 @@ def test_an_empty_column_fails_as_in_evidently() -> None:
         ({"drift_share": 1.5}, "drift_share", None),
         ({"columns": ["x", "missing"]}, "columns", "missing"),
         ({"columns": ["when"]}, "columns", "when"),
+        ({"num_treshold": 0.2}, "num_treshold", None),  # a misspelt setting is not ignored
     ],
 )
 def test_bad_config_names_field_and_column(

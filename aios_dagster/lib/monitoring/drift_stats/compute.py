@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -41,43 +40,17 @@ JS_BINNED_ABOVE = 20
 
 
 def compute_drift(
-    reference: Any,
-    current: Any,
-    *,
-    columns: Sequence[str] | None = None,
-    per_column_method: Mapping[str, str] | None = None,
-    per_column_threshold: Mapping[str, float] | None = None,
-    drift_share: float = 0.5,
-    method: str | None = None,
-    num_method: str | None = None,
-    cat_method: str | None = None,
-    text_method: str | None = None,
-    threshold: float | None = None,
-    num_threshold: float | None = None,
-    cat_threshold: float | None = None,
-    text_threshold: float | None = None,
-    workers: int | None = None,
+    reference: Any, current: Any, *, workers: int | None = None, **settings: Any
 ) -> DriftResult:
     """Drift of ``current`` against ``reference`` (pandas DataFrames or pyarrow Tables).
 
-    The settings are ``DataDriftPreset``'s and mean what they mean there; they are validated
-    first (:class:`DriftConfigError` names the field and column). Columns are typed from
-    ``current`` as Evidently types them; ``workers`` threads share the columns.
+    ``settings`` are ``DataDriftPreset``'s (the fields of :class:`DriftConfig`: ``columns``,
+    ``method``, ``num_method``, ``per_column_method``, ``threshold``, ``per_column_threshold``,
+    ``drift_share``, ...) and mean what they mean there; they are validated first
+    (:class:`DriftConfigError` names the field and column). Columns are typed from ``current``
+    as Evidently types them; ``workers`` threads share the columns.
     """
-    config = DriftConfig(
-        columns=None if columns is None else tuple(columns),
-        method=method,
-        num_method=num_method,
-        cat_method=cat_method,
-        text_method=text_method,
-        per_column_method=dict(per_column_method or {}),
-        threshold=threshold,
-        num_threshold=num_threshold,
-        cat_threshold=cat_threshold,
-        text_threshold=text_threshold,
-        per_column_threshold=dict(per_column_threshold or {}),
-        drift_share=drift_share,
-    )
+    config = DriftConfig.of(**settings)
     ref, cur = _frame(reference, "reference"), _frame(current, "current")
     analysed = _analysed_columns(config, ref, cur)
     config.check_columns([name for name, _, _ in analysed])
@@ -88,7 +61,7 @@ def compute_drift(
             for name, kind, counts in analysed
         ]
         verdicts = [future.result() for future in futures]
-    return DriftResult(tuple(verdicts), float(drift_share), len(ref), len(cur))
+    return DriftResult(tuple(verdicts), float(config.drift_share), len(ref), len(cur))
 
 
 def _frame(data: Any, side: str) -> pd.DataFrame:

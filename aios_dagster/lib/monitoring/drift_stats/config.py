@@ -65,6 +65,20 @@ class DriftConfig:
     per_column_threshold: Mapping[str, float] = field(default_factory=dict)
     drift_share: float = 0.5
 
+    @classmethod
+    def of(cls, **settings: Any) -> DriftConfig:
+        """The config of ``DataDriftPreset``-style keyword settings; an unknown name is an error
+        (Evidently would take a misspelt setting as absent and use its default)."""
+        known = set(cls.__dataclass_fields__)
+        for name in settings:
+            if name not in known:
+                raise DriftConfigError(name, None, f"not a drift setting; known: {sorted(known)}")
+        if settings.get("columns") is not None:
+            settings["columns"] = tuple(settings["columns"])
+        for name in ("per_column_method", "per_column_threshold"):
+            settings[name] = dict(settings.get(name) or {})
+        return cls(**settings)
+
     def __post_init__(self) -> None:
         if self.columns is not None and len(set(self.columns)) != len(self.columns):
             raise DriftConfigError("columns", None, f"names repeat: {list(self.columns)}")
