@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 DBT_DIR := dbt_project
 MANIFEST := $(DBT_DIR)/target/manifest.json
 
-.PHONY: install manifest demo dev mlflow-ui test lint format bench clean
+.PHONY: install manifest demo dev mlflow-ui drift-ui test lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ dev: install manifest
 # e.g. make mlflow-ui MLFLOW_UI_ARGS="--port 5001".
 mlflow-ui: install
 	$(BIN)/aios-dagster mlflow-ui $(MLFLOW_UI_ARGS)
+
+# The Evidently UI over the drift workspace (a project per model: drift and quality reports over
+# time, a dashboard) on 127.0.0.1; e.g. make drift-ui DRIFT_UI_ARGS="--port 8010".
+drift-ui: install
+	$(BIN)/aios-dagster drift-ui $(DRIFT_UI_ARGS)
 
 test: install manifest
 	$(BIN)/pytest $(PYTEST_ARGS)

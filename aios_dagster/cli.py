@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aios_dagster.cli_models import add_model_commands  # it imports CliError from here
 
     add_model_commands(sub, fmt)
+    from aios_dagster.cli_drift import add_drift_commands  # it imports CliError from here
+
+    add_drift_commands(sub, fmt)
     return parser
 
 
@@ -411,7 +414,7 @@ def _run(args: argparse.Namespace) -> None:
         cmd_explain(args, settings)
     elif args.command == "quarantine":
         cmd_quarantine(args, settings)
-    elif args.command in ("models", "mlflow-ui"):
+    elif args.command in ("models", "mlflow-ui", "drift-ui"):
         args.run(args, settings)
 
 

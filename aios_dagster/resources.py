@@ -88,6 +88,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "triton": triton_resource(settings),
         "reports": ReportStore(
             root=str(settings.reports_dir),
-            drift_share_threshold=settings.drift_share_threshold,
+            workspace=str(settings.drift_workspace_dir),
+            ui_url=settings.drift_ui_url,
         ),
     }

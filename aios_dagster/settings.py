@@ -32,7 +32,7 @@ class Settings:
     pii_key: str | None = None
     warehouse: str = "duckdb"
     start_date: date = DEFAULT_START_DATE
-    drift_share_threshold: float = 0.3
+    drift_ui_url: str = "http://127.0.0.1:8010"  # where `aios-dagster drift-ui` serves
     triton_ready_timeout_s: float = 30.0
     triton_retry_total_s: float = 60.0  # how long a call rides through a Triton restart
     triton_metrics_url: str | None = None
@@ -56,7 +56,7 @@ class Settings:
             pii_key=env.get("AIOS_PII_KEY"),
             warehouse=env.get("AIOS_WAREHOUSE", "duckdb"),
             start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
-            drift_share_threshold=float(env.get("AIOS_DRIFT_SHARE_THRESHOLD", "0.3")),
+            drift_ui_url=env.get("AIOS_DRIFT_UI_URL", "http://127.0.0.1:8010"),
             triton_ready_timeout_s=float(env.get("AIOS_TRITON_READY_TIMEOUT_S", "30")),
             triton_retry_total_s=float(env.get("AIOS_TRITON_RETRY_TOTAL_S", "60")),
             triton_metrics_url=env.get("AIOS_TRITON_METRICS_URL"),
@@ -119,6 +119,11 @@ class Settings:
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+    @property
+    def drift_workspace_dir(self) -> Path:
+        """The Evidently workspace: a project per model, its drift and quality reports."""
+        return self.reports_dir / "evidently_workspace"
 
     @property
     def triton_work_dir(self) -> Path:

@@ -4,8 +4,9 @@ Its attributes are the model's declaration (features to tensor, heads, decision 
 from them it builds the model's whole life in Dagster: training and registration in MLflow,
 evaluation against the champion and the blocking gate, deployment of champion and challenger
 to Triton, daily batch scoring (with the canary share), shadow scoring and its comparison,
-micro-batch scoring of new mail, the routing and review sinks, drift monitoring, and the
-promote / rollback / review jobs. A second model is a second YAML file.
+micro-batch scoring of new mail, the routing and review sinks, feature and prediction drift
+and labelled quality, the drift-to-retrain sensor, and the promote / rollback / review /
+retrain jobs. A second model is a second YAML file.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from aios_dagster.lib.inference.shadow import build_shadow_assets
 from aios_dagster.lib.inference.sinks import build_sink_assets
 from aios_dagster.lib.lifecycle.assets import build_model_defs
 from aios_dagster.lib.lifecycle.jobs import build_lifecycle_jobs
-from aios_dagster.lib.monitoring.assets import build_drift_asset
+from aios_dagster.lib.monitoring.assets import build_drift_assets
+from aios_dagster.lib.monitoring.quality import build_quality_asset
+from aios_dagster.lib.monitoring.retrain import drift_retrain_sensor, retrain_job
 from aios_dagster.lib.orchestration import daily_partitions
 from aios_dagster.settings import current_settings
 
@@ -46,8 +49,10 @@ class ModelComponent(ModelConfig, dg.Component, dg.Resolvable):
                 *build_shadow_assets(spec, partitions),
                 build_microbatch_asset(spec),
                 build_sink_assets(spec, partitions),
-                build_drift_asset(spec),
+                *build_drift_assets(spec, partitions),
+                build_quality_asset(spec, partitions),
             ],
             asset_checks=model_checks,
-            jobs=build_lifecycle_jobs(spec),
+            jobs=[*build_lifecycle_jobs(spec), retrain_job(spec)],
+            sensors=[s for s in (drift_retrain_sensor(spec),) if s is not None],
         )

@@ -33,6 +33,8 @@ EXPECTED_ASSETS = {
     "email_router_routed_tickets",
     "email_router_review_queue",
     "email_router_feature_drift",
+    "email_router_prediction_drift",
+    "email_router_quality",
 }
 EXPECTED_CHECKS = {
     "raw_emails:emails_contract",
@@ -42,6 +44,8 @@ EXPECTED_CHECKS = {
     "email_router_evaluation:gate",
     "email_router_published:served_by_triton",
     "email_router_feature_drift:drift_within_threshold",
+    "email_router_prediction_drift:drift_within_threshold",
+    "email_router_quality:quality_above_floor",
     "email_features:unique_email_features_email_id",
     "email_features:not_null_email_features_email_id",
     "email_features:not_null_email_features_received_at",
@@ -89,6 +93,9 @@ def test_asset_graph_is_the_intended_flow(defs: dg.Definitions) -> None:
     assert parents["email_router_evaluation"] == {"email_router_candidate"}
     assert parents["email_router_published"] == {"email_router_evaluation"}
     assert parents["email_router_shadow_predictions"] == parents["email_router_predictions"]
+    assert parents["email_router_feature_drift"] == {"email_features"}
+    assert parents["email_router_prediction_drift"] == {"email_router_predictions"}
+    assert parents["email_router_quality"] == {"email_router_predictions", "training_set"}
     assert parents["email_router_shadow_comparison"] == {
         "email_router_predictions",
         "email_router_shadow_predictions",
@@ -138,6 +145,7 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
         "triage_job_schedule",
     ]
     assert sorted(s.name for s in defs.sensors or []) == [
+        "email_router_drift_retrain",
         "raw_customers_sensor",
         "raw_emails_sensor",
         "triton_health_sensor",
@@ -151,6 +159,14 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
     assert not selected & {"raw_customers", "raw_transactions"}  # they have their own triggers
     triage = defs.resolve_job_def("triage_job").asset_layer.executable_asset_keys
     assert dg.AssetKey("email_router_microbatch") not in triage  # could run before publishing
+    # A failed feature-drift check retrains into shadow: train, evaluate (gate), publish only.
+    assert defs.resolve_sensor_def("email_router_drift_retrain").job_name == "email_router_retrain"
+    retrain = defs.resolve_job_def("email_router_retrain").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in retrain} == {
+        "email_router_candidate",
+        "email_router_evaluation",
+        "email_router_published",
+    }
 
 
 def test_connectors_are_declared_in_yaml_with_kinds_and_owners(defs: dg.Definitions) -> None:
@@ -226,11 +242,12 @@ def test_a_second_model_is_yaml_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
     defs = dg.Definitions.merge(base, extra)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     suffixes = ("candidate", "evaluation", "published", "predictions", "shadow_predictions")
-    for suffix in (*suffixes, "shadow_comparison", "microbatch", "feature_drift"):
+    monitoring = ("feature_drift", "prediction_drift", "quality")
+    for suffix in (*suffixes, "shadow_comparison", "microbatch", *monitoring):
         assert {f"email_router_{suffix}", f"email_router_lite_{suffix}"} <= keys
     checks = {k.to_user_string() for k in defs.resolve_asset_graph().asset_check_keys}
     assert "email_router_lite_evaluation:gate" in checks
-    for action in ("promote", "rollback", "review"):
+    for action in ("promote", "rollback", "review", "retrain"):
         assert defs.resolve_job_def(f"email_router_lite_{action}") is not None
     microbatch = defs.resolve_job_def("microbatch_job").asset_layer.executable_asset_keys
     assert dg.AssetKey("email_router_lite_microbatch") in microbatch

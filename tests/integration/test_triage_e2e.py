@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -23,46 +22,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from aios_dagster.cli import ensure_manifest, run_triage
 from aios_dagster.cli_models import registry_for
 from aios_dagster.definitions import build_definitions
 from aios_dagster.lib.inference.audit import decisions_for
 from aios_dagster.lib.lifecycle.assets import catalog
 from aios_dagster.lib.lifecycle.versions import load_evaluation
-from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
-from tests.integration.pipeline import PipelineRun, generate, settings_for
+from tests.integration.pipeline import PipelineRun
 from tests.triton_fixtures import start_or_fail
-
-
-def _run(tmp: Path, *, drift: bool) -> Iterator[PipelineRun]:
-    settings = settings_for(tmp / "data")
-    generated = generate(settings, drift=drift)
-    ensure_manifest(settings)
-    settings.model_repository.mkdir(parents=True)
-    (tmp / "dagster_home").mkdir()
-    instance = dg.DagsterInstance.local_temp(
-        str(tmp / "dagster_home"), overrides={"telemetry": {"enabled": False}}
-    )
-    server = start_or_fail(LocalTritonServer(settings.model_repository, settings.triton_work_dir))
-    try:
-        summary = run_triage(
-            settings, triton_url=server.grpc_url, metrics_url=server.metrics_url, instance=instance
-        )
-        yield PipelineRun(settings, generated, summary, instance, server)
-    finally:
-        server.stop()
-        instance.dispose()
-
-
-@pytest.fixture(scope="module")
-def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
-    yield from _run(tmp_path_factory.mktemp("clean"), drift=False)
-
-
-@pytest.fixture(scope="module")
-def drift_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
-    yield from _run(tmp_path_factory.mktemp("drift"), drift=True)
 
 
 def _lake(run: PipelineRun, dataset: str):

@@ -12,11 +12,13 @@ from aios_dagster.lib.generator.generate import (
     deliver_new_emails,
     generate_reference_data,
 )
+from aios_dagster.lib.generator.labels import deliver_labels
 
 __all__ = [
     "PRIORITIES",
     "QUEUES",
     "GenerationManifest",
+    "deliver_labels",
     "deliver_new_emails",
     "generate_reference_data",
 ]

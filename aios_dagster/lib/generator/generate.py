@@ -6,6 +6,7 @@ Layout under ``out_dir``::
     crm/customers.csv              CRM export
     bank.sqlite                    core-banking ledger, table ``transactions``
     labels/routing_labels.csv      human routing of the history (reference) window
+    labels/pending/...             the current window's routing, delivered later (deliver_labels)
     manifest.json                  what was generated, with the arguments
 
 The last week is the *current* window (mail to be routed, no labels); the weeks before it are the
@@ -188,6 +189,7 @@ def generate_reference_data(
 
     threads = Threads()
     reference_records = []
+    current_records = []
     wave_rows: list[ledger_mod.TxnRow] = []
     number = 1
     for week in range(weeks):
@@ -223,10 +225,18 @@ def generate_reference_data(
         )
         if not is_current:
             reference_records.extend(records)
+        else:
+            current_records = records
         number += len(plan.slots)
 
     label_rows = labelling.make_labels(py_rng(seed, "labels"), reference_records, ledger)
     labelling.write_labels_csv(out_dir / "labels" / "routing_labels.csv", label_rows)
+    # The current week's labels exist only in the ticketing system until agents decide: they
+    # are delivered later (``deliver_labels``), from their own stream so history is unchanged.
+    labelling.write_labels_csv(
+        out_dir / labelling.PENDING_LABELS,
+        labelling.make_labels(py_rng(seed, "labels-current"), current_records, ledger),
+    )
 
     txn_rows = baseline + wave_rows
     if bad_records:

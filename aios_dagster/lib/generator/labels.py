@@ -15,7 +15,7 @@ import csv
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from aios_dagster.lib.generator import vocab
@@ -94,3 +94,32 @@ def write_labels_csv(path: Path, rows: Sequence[LabelRow]) -> None:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(LABEL_COLUMNS)
         writer.writerows((r.email_id, r.queue, r.priority, r.labelled_at) for r in rows)
+
+
+PENDING_LABELS = Path("labels") / "pending" / "agent_decisions.csv"
+"""The current window's routing decisions the agents will make, not exported yet: they arrive
+later through :func:`deliver_labels`, as labels do in a ticketing system."""
+
+
+def _read(path: Path) -> list[LabelRow]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [LabelRow(**row) for row in csv.DictReader(handle)]
+
+
+def deliver_labels(out_dir: Path, *, until: datetime) -> Path | None:
+    """Export the labels agents gave by ``until``: a new ``routing_labels_<time>.csv`` beside
+    the history (the labels connector picks it up incrementally); later ones stay pending.
+
+    Returns the new export, or None when no pending decision was made by then.
+    """
+    pending_path = Path(out_dir) / PENDING_LABELS
+    if not pending_path.exists():
+        return None
+    pending = _read(pending_path)
+    due = [r for r in pending if datetime.fromisoformat(r.labelled_at) <= until]
+    if not due:
+        return None
+    export = Path(out_dir) / "labels" / f"routing_labels_{until:%Y%m%dT%H%M%S}.csv"
+    write_labels_csv(export, due)
+    write_labels_csv(pending_path, [r for r in pending if r not in due])
+    return export

@@ -25,6 +25,11 @@ from pydantic import (
 )
 
 from aios_dagster.lib.features.text import arrow_to_vectors
+from aios_dagster.lib.monitoring.drift_config import (
+    MonitoringConfig,
+    MonitoringSpec,
+    prediction_columns,
+)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,7 @@ class ModelSpec:
     gate: GateSpec = field(default_factory=GateSpec)
     governance: GovernanceSpec = field(default_factory=GovernanceSpec)
     rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    monitoring: MonitoringSpec = field(default_factory=MonitoringSpec)
     input_tensor: str = "features"
     max_batch_size: int = 1024
 
@@ -259,6 +265,7 @@ class ModelConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    drift: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -278,6 +285,10 @@ class ModelConfig(_Strict):
         stray = sorted(set(self.gate.segments) - set(self.inputs.numeric))
         if stray:
             raise ValueError(f"gate.segments: {stray} are not numeric inputs")
+        self.drift.features.check_columns(self.inputs.numeric, "drift.features")
+        self.drift.predictions.check_columns(
+            prediction_columns(list(self.heads)), "drift.predictions"
+        )
         return self
 
     def to_spec(self) -> ModelSpec:
@@ -313,6 +324,7 @@ class ModelConfig(_Strict):
                 owner=self.governance.owner,
             ),
             rollout=RolloutSpec(canary_share=self.rollout.canary_share),
+            monitoring=MonitoringSpec.of(self.drift),
             input_tensor=self.input_tensor,
             max_batch_size=self.max_batch_size,
         )

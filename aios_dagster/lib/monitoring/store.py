@@ -1,17 +1,26 @@
-"""Where monitoring reports are kept for ML teams to browse."""
+"""Where monitoring reports are kept for ML teams to browse: files and the Evidently workspace."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 
 class ReportStore(dg.ConfigurableResource):
-    """Where drift reports are kept for ML teams to browse (a folder per report)."""
+    """HTML/JSON reports (a folder per asset and partition) and the Evidently workspace.
+
+    ``ui_url`` is where ``aios-dagster drift-ui`` serves the workspace, for the links in the
+    assets' metadata. A window larger than ``max_report_rows`` is rendered by Evidently on a
+    seeded sample of that many rows (the checks' verdicts always use every row); Evidently's
+    report costs grow with rows, and a person reads the same picture from the sample.
+    """
 
     root: str
-    drift_share_threshold: float = 0.3
+    workspace: str
+    ui_url: str = "http://127.0.0.1:8010"
+    max_report_rows: int = Field(default=200_000, gt=0)
 
     def report_dir(self, name: str) -> Path:
         return Path(self.root) / name

@@ -1,0 +1,48 @@
+"""The two whole-flow runs (clean, and with the fraud wave) that the integration modules share.
+
+Package scope: ``test_triage_e2e`` checks what the flow produced, ``test_triage_loop`` then
+drives the drift-to-retrain loop on the drifted run, so each costs one pipeline run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from aios_dagster.cli import ensure_manifest, run_triage
+from aios_dagster.lib.serving.launcher import LocalTritonServer
+from tests.integration.pipeline import PipelineRun, generate, settings_for
+from tests.triton_fixtures import start_or_fail
+
+
+def _run(tmp: Path, *, drift: bool) -> Iterator[PipelineRun]:
+    settings = settings_for(tmp / "data")
+    generated = generate(settings, drift=drift)
+    ensure_manifest(settings)
+    settings.model_repository.mkdir(parents=True)
+    (tmp / "dagster_home").mkdir()
+    instance = dg.DagsterInstance.local_temp(
+        str(tmp / "dagster_home"), overrides={"telemetry": {"enabled": False}}
+    )
+    server = start_or_fail(LocalTritonServer(settings.model_repository, settings.triton_work_dir))
+    try:
+        summary = run_triage(
+            settings, triton_url=server.grpc_url, metrics_url=server.metrics_url, instance=instance
+        )
+        yield PipelineRun(settings, generated, summary, instance, server)
+    finally:
+        server.stop()
+        instance.dispose()
+
+
+@pytest.fixture(scope="package")
+def clean_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
+    yield from _run(tmp_path_factory.mktemp("clean"), drift=False)
+
+
+@pytest.fixture(scope="package")
+def drift_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineRun]:
+    yield from _run(tmp_path_factory.mktemp("drift"), drift=True)
