@@ -160,6 +160,8 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
         f"drift {'DETECTED' if summary['dataset_drift'] else 'not detected'} "
         f"(share {summary['drift_share']:.2f}).\n{_lifecycle_line(summary)}"
         f"Drift report: {summary['drift_report']}\n"
+        f"Drift and quality over time, per model: make drift-ui ({settings.drift_ui_url}, "
+        f"workspace {summary['drift_workspace']})\n"
         f"Elapsed: {summary['elapsed_s']} s. Browse it all: make dev\n"
     )
     print(json.dumps(summary, sort_keys=True))

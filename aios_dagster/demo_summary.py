@@ -114,5 +114,6 @@ def summarize(settings: Settings, *, run_id: str) -> dict[str, Any]:
         "drift_share": max(shares) if shares else None,
         "dataset_drift": any(drifts) if drifts else None,
         "models": models,
+        "drift_workspace": str(settings.drift_workspace_dir),
         "run_id": run_id,
     }
