@@ -380,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aios_dagster.cli_drift import add_drift_commands  # it imports CliError from here
 
     add_drift_commands(sub, fmt)
+    from aios_dagster.cli_audit import add_audit_commands
+
+    add_audit_commands(sub, fmt)
     return parser
 
 
@@ -416,7 +419,7 @@ def _run(args: argparse.Namespace) -> None:
         cmd_explain(args, settings)
     elif args.command == "quarantine":
         cmd_quarantine(args, settings)
-    elif args.command in ("models", "mlflow-ui", "drift-ui"):
+    elif args.command in ("models", "mlflow-ui", "drift-ui", "audit"):
         args.run(args, settings)
 
 

@@ -9,16 +9,21 @@ the failed check into a candidate that passes the gate into shadow while the cha
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import dagster as dg
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from aios_dagster.cli_models import registry_for
 from aios_dagster.definitions import build_definitions
 from aios_dagster.lib.generator import deliver_labels
+from aios_dagster.lib.inference.log_chain import verify
 from aios_dagster.lib.lifecycle.rollout import CHALLENGER, CHAMPION
 from aios_dagster.lib.monitoring.workspace import DriftWorkspace
 from tests.integration.pipeline import PipelineRun
@@ -152,3 +157,46 @@ def test_retrain_sensor_puts_a_gated_candidate_in_shadow_and_keeps_the_champion(
     _materialize(defs, drift_run, f"{MODEL}_shadow_predictions", day)
     rows = pq.read_table(drift_run.settings.lake_dir / f"{MODEL}_shadow_predictions").to_pandas()
     assert (rows[rows["model_version"] == str(candidate)].shape[0]) > 0
+
+
+def test_audit_verify_proves_the_log_and_names_an_edited_part(drift_run: PipelineRun):
+    """After every scoring path of this package ran (daily, re-run, micro-batch, reference
+    week), the log verifies against the heads Dagster recorded; an edit is named."""
+    env = {**os.environ, "AIOS_DATA_DIR": str(drift_run.settings.data_dir)}
+    cli = [str(Path(sys.executable).with_name("aios-dagster")), "audit", "verify"]
+    # The package's runs are on a temporary instance, not the data folder's: the CLI checks
+    # the chains, and the heads Dagster recorded are checked here through the same function.
+    ok = subprocess.run([*cli, "--no-dagster"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "email_router:" in ok.stdout and "parts intact" in ok.stdout
+
+    heads = recorded_heads_of(drift_run)
+    log_dir = drift_run.settings.lake_dir / "decision_log"
+    assert heads and verify(log_dir, heads) == []
+    victim = sorted(p for p in log_dir.glob("*.parquet"))[0]
+    original = victim.read_bytes()
+    try:
+        rows = pq.read_table(victim).to_pylist()
+        rows[0]["decision"] = "complaints"
+        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(victim)), victim)
+        bad = subprocess.run([*cli, "--no-dagster"], env=env, capture_output=True, text=True)
+        assert bad.returncode != 0
+        assert f"edited: email_router part {victim.stem}" in bad.stdout
+    finally:
+        victim.write_bytes(original)
+
+
+def recorded_heads_of(run: PipelineRun) -> dict[str, str]:
+    """Part -> chain head from the package instance's materializations (what the CLI reads)."""
+    from aios_dagster.lib.inference.log_chain import HEAD_KEY, PART_KEY
+
+    heads: dict[str, str] = {}
+    for suffix in ("predictions", "microbatch"):
+        page = run.instance.fetch_materializations(dg.AssetKey(f"{MODEL}_{suffix}"), limit=1000)
+        for record in page.records:
+            meta = record.asset_materialization.metadata
+            if PART_KEY in meta:
+                heads[meta[PART_KEY].value] = meta[HEAD_KEY].value
+            if "decision_log_chain" in meta:
+                heads.update(meta["decision_log_chain"].value)
+    return heads

@@ -136,6 +136,25 @@ def test_reports_are_runs_of_the_project_with_their_days(tmp_path: Path, snapsho
         workspace.project_url("other")
 
 
+def test_a_rerun_partition_replaces_its_run(tmp_path: Path) -> None:
+    """Re-running a day must not put a second point for that day on the dashboard."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"spend": rng.normal(0, 1, 60)})
+
+    def report(day: str) -> Any:
+        return feature_drift_report(frame, frame, settings={}, tags=[f"partition:{day}"])
+
+    workspace = DriftWorkspace(tmp_path / "ws")
+    first = workspace.add_report(MODEL, report("18"), replaces=["features", "partition:18"])
+    other_day = workspace.add_report(MODEL, report("19"), replaces=["features", "partition:19"])
+    again = workspace.add_report(MODEL, report("18"), replaces=["features", "partition:18"])
+    assert again != first
+    assert sorted(workspace.run_ids(MODEL)) == sorted([other_day, again])
+    # Without ``replaces`` a report is simply added.
+    extra = workspace.add_report(MODEL, report("18"))
+    assert sorted(workspace.run_ids(MODEL)) == sorted([other_day, again, extra])
+
+
 def test_dashboard_has_each_panel_once_and_gets_a_lost_one_back(tmp_path: Path) -> None:
     workspace = DriftWorkspace(tmp_path / "ws")
     project_id = workspace.project_id(MODEL)

@@ -10,6 +10,7 @@ run of the decision that came after it. The history is never rewritten.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ DECISION_LOG = "decision_log"
 
 
 def log_part(run_id: str, predictions_part: str) -> str:
-    """One log part per (run, predictions part): a re-run adds its decisions, never erases."""
-    return f"run={run_id}__{predictions_part}"
+    """A new log part per write: a re-run (or a retried step of the same run) adds its
+    decisions beside the sealed parts, never over them (see ``log_chain``)."""
+    return f"run={run_id}__{predictions_part}__w={uuid.uuid4().hex[:8]}"
 
 
 def resolve(decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
 from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
+from aios_dagster.lib.inference.log_chain import Link, seal
 from aios_dagster.lib.inference.scoring import predictions_part
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.orchestration import PREDICTIONS_WRITER_TAG
@@ -102,6 +103,7 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             pa.timestamp("us", tz="UTC"),
         )
         by_day: dict[date, list[int]] = defaultdict(list)
+        sealed: list[Link] = []
         for i, ts in enumerate(days.to_pylist()):
             by_day[ts.astimezone(UTC).date()].append(i)
         for day, rows in sorted(by_day.items()):
@@ -113,7 +115,9 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             part = f"{predictions_part(day, spec.triton_model, result.model_version)}__mb={digest}"
             lake.write(dataset, part_rows, part=part)
             # The log part after the predictions part: only decisions that took effect.
-            lake.write(DECISION_LOG, part_rows, part=log_part(context.run_id, part))
+            log_name = log_part(context.run_id, part)
+            lake.write(DECISION_LOG, part_rows, part=log_name)
+            sealed.append(seal(lake.dataset_dir(DECISION_LOG), spec.triton_model, log_name))
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": decisions.num_rows,
@@ -126,6 +130,10 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "canary_rows": result.canary_rows,
                 "requests": result.requests,
                 "retries": result.retries,
+                # The chain heads in Dagster's event log: an independent copy (``log_chain``).
+                "decision_log_chain": dg.MetadataValue.json(
+                    {link.part: link.head for link in sealed}
+                ),
             }
         )
 

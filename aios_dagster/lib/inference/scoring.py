@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from aios_dagster.lib.inference.batch import Deployment, score
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
+from aios_dagster.lib.inference.log_chain import HEAD_KEY, PART_KEY, Link, seal
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
@@ -84,6 +85,7 @@ class DayScore:
     deployment: Deployment | None = None  # pinned by the first batch
     canary_rows: int = 0
     part: str | None = None
+    log_link: Link | None = None  # the day's decision-log part as sealed in the chain
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
@@ -104,6 +106,11 @@ class DayScore:
             "canary_share": deployment.canary_share if deployment.canary else 0.0,
             "canary_rows": self.canary_rows,
             **latency_percentiles(self.latencies_ms),
+            **(
+                {PART_KEY: self.log_link.part, HEAD_KEY: self.log_link.head}
+                if self.log_link
+                else {}
+            ),
         }
 
 
@@ -126,6 +133,7 @@ def score_day(
     """
     dataset = f"{spec.name}_predictions"
     result = DayScore(day)
+    log_name: str | None = None
     with contextlib.ExitStack() as parts:
         writers: list[pq.ParquetWriter] = []
         for batch in day_batches(spec, day, warehouse, batch_rows):
@@ -136,12 +144,10 @@ def score_day(
                 # Writers close in reverse order: the predictions part is renamed into place
                 # first, the log part after it, so the log never holds a decision that did not
                 # become current.
+                log_name = log_part(run_id, result.part)
                 writers = [
                     parts.enter_context(lake.part_writer(ds, name, decisions.schema))
-                    for ds, name in (
-                        (DECISION_LOG, log_part(run_id, result.part)),
-                        (dataset, result.part),
-                    )
+                    for ds, name in ((DECISION_LOG, log_name), (dataset, result.part))
                 ]
             for writer in writers:
                 writer.write_table(decisions)
@@ -152,6 +158,8 @@ def score_day(
             result.failovers += inference.failovers
             result.canary_rows += inference.canary_rows
             result.latencies_ms += inference.latencies_ms
+    if log_name is not None:
+        result.log_link = seal(lake.dataset_dir(DECISION_LOG), spec.triton_model, log_name)
     # One current decision per email and day: a re-run with another model version (or a
     # micro-batch part of the day) is replaced; history stays in the decision log.
     lake.remove_parts(dataset, f"date={day.isoformat()}__", keep=result.part)
