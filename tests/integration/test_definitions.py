@@ -148,6 +148,8 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
         "email_router_drift_retrain",
         "raw_customers_sensor",
         "raw_emails_sensor",
+        "run_traces_failed",
+        "run_traces_succeeded",
         "triton_health_sensor",
     ]
     # New mail goes straight to micro-batch scoring; its job lands, featurises and scores.

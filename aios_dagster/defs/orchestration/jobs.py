@@ -11,6 +11,7 @@ from aios_dagster.lib.orchestration import (
     triage_job,
     triage_schedule,
 )
+from aios_dagster.lib.run_traces import run_trace_sensors
 from aios_dagster.settings import current_settings
 
 
@@ -21,4 +22,5 @@ def jobs() -> dg.Definitions:
     return dg.Definitions(
         jobs=[triage, scoring_job(partitions), refresh_job(), microbatch_job()],
         schedules=[triage_schedule(triage)],
+        sensors=run_trace_sensors(),
     )

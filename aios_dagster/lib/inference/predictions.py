@@ -12,6 +12,7 @@ not loaded) fails the step at once with a ``Failure`` naming the asset, the day 
 import dagster as dg
 from pydantic import Field
 
+from aios_dagster.lib import tracing
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
 from aios_dagster.lib.inference.scoring import predictions_part, score_day
@@ -52,29 +53,32 @@ def build_prediction_asset(
         triton: TritonResource,
         lake: LakeResource,
     ) -> dg.MaterializeResult:
-        days = partition_days(context, name)
-        triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
-        for key, day in days:
-            before = (
-                read_counters(triton.metrics_url, spec.triton_model) if triton.metrics_url else None
-            )
-            with permanent_errors_fail_at_once(f"{name} {day}"):
-                scored = score_day(
-                    spec,
-                    day,
-                    warehouse=warehouse,
-                    triton=triton,
-                    lake=lake,
-                    run_id=context.run_id,
-                    batch_rows=config.batch_rows,
+        with tracing.step_span(context, **{"aios.model": spec.name}):
+            days = partition_days(context, name)
+            triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
+            for key, day in days:
+                before = (
+                    read_counters(triton.metrics_url, spec.triton_model)
+                    if triton.metrics_url
+                    else None
                 )
-            server = (
-                summarize(read_counters(triton.metrics_url, spec.triton_model).minus(before))
-                if triton.metrics_url and before
-                else {}
-            )
-            context.add_asset_metadata({**scored.metadata(), **server}, partition_key=key)
-            context.log.info(f"{day}: scored {scored.rows} emails")
+                with permanent_errors_fail_at_once(f"{name} {day}"):
+                    scored = score_day(
+                        spec,
+                        day,
+                        warehouse=warehouse,
+                        triton=triton,
+                        lake=lake,
+                        run_id=context.run_id,
+                        batch_rows=config.batch_rows,
+                    )
+                server = (
+                    summarize(read_counters(triton.metrics_url, spec.triton_model).minus(before))
+                    if triton.metrics_url and before
+                    else {}
+                )
+                context.add_asset_metadata({**scored.metadata(), **server}, partition_key=key)
+                context.log.info(f"{day}: scored {scored.rows} emails")
         return dg.MaterializeResult(
             metadata={
                 "replicas": dg.MetadataValue.json(

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+from opentelemetry import context as otel_context
 from tritonclient.utils import InferenceServerException
 
+from aios_dagster.lib import tracing
 from aios_dagster.lib.serving.breaker import ReplicaBoard
 from aios_dagster.lib.serving.channels import ChannelPool
 from aios_dagster.lib.serving.errors import (
@@ -109,6 +111,8 @@ class _Call:
         self.stop = threading.Event()
         self.channels = ChannelPool()
         self.pool: ShmPool | None = None
+        # Chunks run on pool threads: their spans are children of the caller's (the step's).
+        self.trace_context = otel_context.get_current()
 
     def breaker_error(self, what: str) -> TritonTransientError:
         """Every replica's breaker is open: say when each one gets its trial request."""
@@ -141,6 +145,7 @@ class _Call:
         """One request to ``url``: (answering version, outputs). Server errors propagate."""
         timeout_s = self.settings.request_timeout_s
         pool = self.pool
+        headers = tracing.inject_headers()  # W3C traceparent: Triton's own tracing joins in
         if pool is None:
             result = client.infer(
                 self.model_name,
@@ -148,6 +153,7 @@ class _Call:
                 model_version=version,
                 outputs=[grpcclient.InferRequestedOutput(n) for n in self.output_names],
                 client_timeout=timeout_s,
+                headers=headers,
             )
             received = {name: result.as_numpy(name) for name in self.output_names}
             return str(result.get_response().model_version), received
@@ -164,6 +170,7 @@ class _Call:
                 chunk,
                 self.output_names,
                 timeout_s,
+                headers,
             )
         except BaseException:
             pool.retire(slot)
@@ -172,6 +179,33 @@ class _Call:
         return answer
 
     def chunk(
+        self, index: int, rows: tuple[int, int], chunk: np.ndarray, version: str, pinned_from: str
+    ) -> _ChunkResult:
+        """Send one chunk (one span: model, version, rows, retries, failovers, replica)."""
+        with tracing.tracer().start_as_current_span(
+            "triton.infer",
+            context=self.trace_context,
+            attributes={
+                "triton.model": self.model_name,
+                "triton.requested_version": version or "<latest>",
+                "triton.batch_size": int(chunk.shape[0]),
+                "triton.chunk": index,
+                "triton.shared_memory": self.pool is not None,
+            },
+        ) as span:
+            result = self._chunk(index, rows, chunk, version, pinned_from)
+            span.set_attributes(
+                {
+                    "triton.model_version": result.version,
+                    "triton.retries": result.retries,
+                    "triton.failovers": result.failovers,
+                    "triton.replica": result.url,
+                    "triton.latency_ms": result.latency_ms,
+                }
+            )
+            return result
+
+    def _chunk(
         self, index: int, rows: tuple[int, int], chunk: np.ndarray, version: str, pinned_from: str
     ) -> _ChunkResult:
         """Send one chunk: failover across replicas within a round, rounds retried."""

@@ -122,8 +122,10 @@ class LocalTritonServer:
         log_verbose: int = 0,
         stop_timeout_s: float = 15.0,
         ports: tuple[int, int, int] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
-        """``ports`` (http, grpc, metrics) fixes the addresses for good; default: free ports."""
+        """``ports`` (http, grpc, metrics) fixes the addresses for good; default: free ports.
+        ``extra_args`` are more ``tritonserver`` flags (e.g. ``--trace-config``)."""
         if ports is not None and len(set(ports)) != 3:
             raise ValueError(f"Triton needs three different ports (http, grpc, metrics): {ports}")
         self.model_repository = Path(model_repository).resolve()
@@ -131,6 +133,7 @@ class LocalTritonServer:
         self.startup_timeout_s = startup_timeout_s
         self.log_verbose = log_verbose
         self.stop_timeout_s = stop_timeout_s
+        self.extra_args = tuple(extra_args)
         self.log_path = self.work_dir / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
@@ -233,6 +236,7 @@ class LocalTritonServer:
             f"--grpc-port={grpc}",
             "--metrics-address=127.0.0.1",
             f"--metrics-port={metrics}",
+            *self.extra_args,
         ]
 
     def _wait_ready(self, process: subprocess.Popen[bytes], http_port: int) -> bool:

@@ -154,6 +154,7 @@ def infer_via_shm(
     chunk: np.ndarray,
     output_names: list[str],
     timeout_s: float,
+    headers: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, np.ndarray | None]]:
     """One request with its tensors in ``slot``: (answering version, copied outputs).
 
@@ -201,6 +202,7 @@ def infer_via_shm(
                 model_version=model_version,
                 outputs=requested,
                 client_timeout=timeout_s,
+                headers=headers,
             )
         except InferenceServerException as exc:
             forgotten = SHM_FORGOTTEN_MARKER in server_message(exc).lower()
