@@ -383,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aios_dagster.cli_audit import add_audit_commands
 
     add_audit_commands(sub, fmt)
+    from aios_dagster.cli_metrics import add_metrics_commands
+
+    add_metrics_commands(sub, fmt)
     return parser
 
 
@@ -419,7 +422,7 @@ def _run(args: argparse.Namespace) -> None:
         cmd_explain(args, settings)
     elif args.command == "quarantine":
         cmd_quarantine(args, settings)
-    elif args.command in ("models", "mlflow-ui", "drift-ui", "audit"):
+    elif args.command in ("models", "mlflow-ui", "drift-ui", "audit", "metrics"):
         args.run(args, settings)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from aios_dagster.cli_models import registry_for
 from aios_dagster.definitions import build_definitions
@@ -200,3 +201,47 @@ def recorded_heads_of(run: PipelineRun) -> dict[str, str]:
             if "decision_log_chain" in meta:
                 heads.update(meta["decision_log_chain"].value)
     return heads
+
+
+def test_prometheus_scrape_reports_what_the_runs_recorded(drift_run: PipelineRun):
+    """The exporter, started on the package's instance after all its runs, scraped over HTTP."""
+    import socket
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from aios_dagster.lib.run_metrics import serve
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server, thread = serve(drift_run.instance, "127.0.0.1", port)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text.decode())
+        for s in family.samples
+    }
+
+    def newest(asset: str) -> dict:
+        page = drift_run.instance.fetch_materializations(dg.AssetKey(asset), limit=1)
+        return {k: v.value for k, v in page.records[0].asset_materialization.metadata.items()}
+
+    scored = newest(f"{MODEL}_predictions")
+    label = (("asset", f"{MODEL}_predictions"),)
+    assert samples[("aios_triton_requests", label)] == scored["requests"] > 0
+    assert samples[("aios_asset_rows", label)] == scored["dagster/row_count"]
+    p95 = (("asset", f"{MODEL}_predictions"), ("quantile", "0.95"))
+    assert samples[("aios_triton_latency_ms", p95)] == pytest.approx(scored["latency_ms_p95"])
+    emails = newest("raw_emails")
+    quarantined = (("asset", "raw_emails"),)
+    assert (
+        samples[("aios_connector_records_quarantined", quarantined)]
+        == emails["records_quarantined"]
+    )
+    succeeded = (("job", "triage_job"), ("status", "SUCCESS"))
+    assert samples[("aios_runs", succeeded)] >= 1
