@@ -33,6 +33,7 @@ class Settings:
     warehouse: str = "duckdb"
     start_date: date = DEFAULT_START_DATE
     drift_ui_url: str = "http://127.0.0.1:8010"  # where `aios-dagster drift-ui` serves
+    k8s_job_tags: str | None = None  # per-job pod sizes (deploy/k8s_job_tags.yaml) on Kubernetes
     triton_ready_timeout_s: float = 30.0
     triton_retry_total_s: float = 60.0  # how long a call rides through a Triton restart
     triton_metrics_url: str | None = None
@@ -57,6 +58,7 @@ class Settings:
             warehouse=env.get("AIOS_WAREHOUSE", "duckdb"),
             start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
             drift_ui_url=env.get("AIOS_DRIFT_UI_URL", "http://127.0.0.1:8010"),
+            k8s_job_tags=env.get("AIOS_K8S_JOB_TAGS") or None,
             triton_ready_timeout_s=float(env.get("AIOS_TRITON_READY_TIMEOUT_S", "30")),
             triton_retry_total_s=float(env.get("AIOS_TRITON_RETRY_TOTAL_S", "60")),
             triton_metrics_url=env.get("AIOS_TRITON_METRICS_URL"),

@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.settings import Settings
 
 PREDICTIONS_WRITER_TAG = "aios/writes-predictions"
@@ -21,7 +22,7 @@ def triage_job(partitions: dg.DailyPartitionsDefinition) -> Any:
     """The whole flow for one day (or a range of days): ingest to routed predictions."""
     return dg.define_asset_job(
         "triage_job",
-        tags={PREDICTIONS_WRITER_TAG: "true"},
+        tags={PREDICTIONS_WRITER_TAG: "true", **k8s_job_tags("triage_job")},
         # Micro-batch scoring belongs to new mail (microbatch_job), not to the daily run.
         selection=dg.AssetSelection.all() - dg.AssetSelection.groups("microbatch"),
         partitions_def=partitions,
@@ -39,7 +40,11 @@ def scoring_job(partitions: dg.DailyPartitionsDefinition) -> Any:
         "scoring_job",
         selection=dg.AssetSelection.groups("inference"),
         partitions_def=partitions,
-        tags={"aios/inference": "batch", PREDICTIONS_WRITER_TAG: "true"},
+        tags={
+            "aios/inference": "batch",
+            PREDICTIONS_WRITER_TAG: "true",
+            **k8s_job_tags("scoring_job"),
+        },
         description="Score days of emails with the published model on Triton.",
     )
 
@@ -49,6 +54,7 @@ def refresh_job() -> Any:
     return dg.define_asset_job(
         "mail_refresh_job",
         selection=dg.AssetSelection.groups("ingest", "features"),
+        tags=k8s_job_tags("mail_refresh_job"),
         description="Re-ingest sources and rebuild feature tables.",
     )
 

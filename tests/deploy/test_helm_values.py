@@ -291,6 +291,19 @@ def test_job_tags_name_exactly_the_jobs_of_the_code_location(
     assert set(job_tags()["jobs"]) == jobs
 
 
+def test_every_job_carries_its_pod_size_from_the_tags_file(
+    production_definitions: dg.Definitions,
+) -> None:
+    """What the K8sRunLauncher reads from a run of each job: the file's entry, parsed as
+    dagster-k8s parses it when it builds the run pod."""
+    expected = job_tags()["jobs"]
+    for job in production_definitions.resolve_all_job_defs():
+        if job.name == "__ASSET_JOB":
+            continue
+        parsed = get_user_defined_k8s_config(job.tags)
+        assert parsed.container_config == expected[job.name]["container_config"], job.name
+
+
 def test_k8s_job_executor_config_validates_and_names_real_steps(
     production_definitions: dg.Definitions,
 ) -> None:

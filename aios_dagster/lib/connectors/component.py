@@ -33,6 +33,7 @@ from aios_dagster.lib.connectors.definitions import (
     ingest_job_name,
 )
 from aios_dagster.lib.connectors.spec import ConnectorSpec
+from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.settings import Settings, current_settings
 
 T = TypeVar("T")
@@ -86,7 +87,7 @@ def connector_definitions(spec: ConnectorSpec) -> dg.Definitions:
             dg.define_asset_job(
                 own_name,
                 selection=dg.AssetSelection.assets(spec.name),
-                tags={"aios/connector": spec.name},
+                tags={"aios/connector": spec.name, **k8s_job_tags(own_name)},
                 description=f"Land new records of connector {spec.name}.",
             )
         )

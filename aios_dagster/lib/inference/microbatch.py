@@ -30,6 +30,7 @@ from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
 from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
 from aios_dagster.lib.inference.log_chain import Link, seal
 from aios_dagster.lib.inference.scoring import predictions_part
+from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.orchestration import PREDICTIONS_WRITER_TAG
 from aios_dagster.lib.serving.triton import TritonResource
@@ -153,6 +154,10 @@ def microbatch_job() -> Any:
         selection=dg.AssetSelection.groups("microbatch").upstream()
         - (dg.AssetSelection.groups("ingest") - dg.AssetSelection.assets("raw_emails")),
         executor_def=dg.in_process_executor,
-        tags={"aios/inference": "microbatch", PREDICTIONS_WRITER_TAG: "true"},
+        tags={
+            "aios/inference": "microbatch",
+            PREDICTIONS_WRITER_TAG: "true",
+            **k8s_job_tags("microbatch_job"),
+        },
         description="Land new mail, refresh its features and score only emails not yet scored.",
     )

@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.lifecycle.registry import ModelRegistry
 from aios_dagster.lib.lifecycle.rollout import RolloutError, RolloutResult, promote, rollback
@@ -127,16 +128,25 @@ def build_lifecycle_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
         write_card(registry, spec, config.version, lake=lake)
         context.log.info(f"{spec.name} v{config.version} {approval.decision} by {approval.actor}")
 
-    @dg.job(name=f"{spec.name}_promote", description=f"Make the {spec.name} challenger champion.")
+    @dg.job(
+        name=f"{spec.name}_promote",
+        description=f"Make the {spec.name} challenger champion.",
+        tags=k8s_job_tags(f"{spec.name}_promote"),
+    )
     def promote_job() -> None:
         _promote()
 
-    @dg.job(name=f"{spec.name}_rollback", description=f"Restore the previous {spec.name} champion.")
+    @dg.job(
+        name=f"{spec.name}_rollback",
+        description=f"Restore the previous {spec.name} champion.",
+        tags=k8s_job_tags(f"{spec.name}_rollback"),
+    )
     def rollback_job() -> None:
         _rollback()
 
     @dg.job(
         name=f"{spec.name}_review",
+        tags=k8s_job_tags(f"{spec.name}_review"),
         description=f"Approve or reject a {spec.name} version (who, when, why are recorded).",
     )
     def review_job() -> None:

@@ -16,6 +16,7 @@ import dagster as dg
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.lib.monitoring.assets import DRIFT_CHECK, feature_kind, prediction_kind
 
 RETRAIN_TAG = "aios/retrain-because"
@@ -34,6 +35,7 @@ def retrain_job(spec: ModelSpec) -> Any:
             dg.AssetKey(f"{spec.name}_evaluation"),
             dg.AssetKey(f"{spec.name}_published"),
         ),
+        tags=k8s_job_tags(retrain_job_name(spec)),
         description=f"Retrain {spec.name} on the labelled history; a candidate that passes the "
         "gate becomes the challenger (shadow), never the champion.",
     )
