@@ -16,7 +16,7 @@ export UV_LINK_MODE := copy
 DBT_DIR := dbt_project
 MANIFEST := $(DBT_DIR)/target/manifest.json
 
-.PHONY: install manifest demo dev mlflow-ui drift-ui test lint format bench clean
+.PHONY: install manifest demo dev mlflow-ui drift-ui test browser lint format bench clean
 
 install: $(VENV)/.installed
 
@@ -50,8 +50,19 @@ mlflow-ui: install
 drift-ui: install
 	$(BIN)/aios-dagster drift-ui $(DRIFT_UI_ARGS)
 
-test: install manifest
+test: install manifest browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The UI tests drive Debian's Chromium (never a browser download); installed once, as root or
+# through sudo.
+CHROMIUM := /usr/bin/chromium
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) (Debian: apt-get install chromium)"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium \
+	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && \
+	       $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium; }
 
 lint: install
 	$(BIN)/ruff check .

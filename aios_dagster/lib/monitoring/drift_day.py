@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import pandas as pd
 
 from aios_dagster.lib.inference.catalog import ModelSpec
@@ -110,8 +111,10 @@ class DayDrift:
             "share_threshold": r.drift_share,
             "dataset_drift": r.dataset_drift,
             "drifted": self.drifted,
-            "columns": "| column | type | method | score | threshold | verdict |\n"
-            "|---|---|---|---|---|---|\n" + table,
+            "columns": dg.MetadataValue.md(
+                "| column | type | method | score | threshold | verdict |\n"
+                "|---|---|---|---|---|---|\n" + table
+            ),
             "report_sampled": self.sampled,
             **links,
         }
