@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from pydantic import Field
 
+from aios_dagster.lib import tracing
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
@@ -95,7 +96,10 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 metadata={"dagster/row_count": 0, "candidates": candidates.num_rows}
             )
         triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
-        with permanent_errors_fail_at_once(f"{spec.name}_microbatch"):
+        with (
+            tracing.step_span(context, **{"aios.model": spec.name, "aios.rows": table.num_rows}),
+            permanent_errors_fail_at_once(f"{spec.name}_microbatch"),
+        ):
             decisions, result = score(spec, table, triton, context.run_id)
         days = pc.cast(
             pc.assume_timezone(table.column(spec.time_column), "UTC")

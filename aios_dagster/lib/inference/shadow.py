@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import pyarrow.parquet as pq
 
+from aios_dagster.lib import tracing
 from aios_dagster.lib.inference.batch import ROUTE_SHADOW, Deployment, score_version
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
@@ -209,7 +210,10 @@ def build_shadow_assets(
         days = partition_days(context, shadow_name)
         triton.wait_until_ready(timeout_s=triton.ready_timeout_s)
         for key, day in days:
-            with permanent_errors_fail_at_once(f"{shadow_name} {day}"):
+            with (
+                tracing.step_span(context, **{"aios.model": spec.name, "aios.route": "shadow"}),
+                permanent_errors_fail_at_once(f"{shadow_name} {day}"),
+            ):
                 scored = score_shadow_day(
                     spec,
                     day,
