@@ -18,34 +18,17 @@ from aios_dagster.settings import Settings
 
 
 def recorded_heads(settings: Settings) -> dict[str, str]:
-    """Decision-log part -> chain head, as the scoring runs recorded them in the event log."""
+    """The chain heads recorded in this data folder's Dagster instance (none if it has none)."""
     import dagster as dg
 
-    from aios_dagster.lib.inference.log_chain import HEAD_KEY, PART_KEY
+    from aios_dagster.lib.inference import log_chain
     from aios_dagster.lib.lifecycle.assets import catalog
 
     if not (settings.dagster_home / "dagster.yaml").exists():
         return {}
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    heads: dict[str, str] = {}
     with dg.DagsterInstance.get() as instance:
-        for name in catalog():
-            for suffix in ("predictions", "microbatch"):
-                key = dg.AssetKey(f"{name}_{suffix}")
-                cursor = None
-                while True:
-                    page = instance.fetch_materializations(key, limit=500, cursor=cursor)
-                    for record in page.records:
-                        meta = record.asset_materialization.metadata  # type: ignore[union-attr]
-                        if PART_KEY in meta and HEAD_KEY in meta:
-                            heads[str(meta[PART_KEY].value)] = str(meta[HEAD_KEY].value)
-                        chain = meta.get("decision_log_chain")
-                        if chain is not None:
-                            heads.update({str(k): str(v) for k, v in chain.value.items()})
-                    if not page.has_more:
-                        break
-                    cursor = page.cursor
-    return heads
+        return log_chain.recorded_heads(instance, catalog())
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> None:

@@ -9,10 +9,7 @@ that the reports are written somewhere else.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,7 +39,7 @@ def drift_ui_command(settings: Settings, host: str, port: int) -> list[str]:
 
 def cmd_drift_ui(args: argparse.Namespace, settings: Settings) -> None:
     """Serve the Evidently UI until Ctrl-C or SIGTERM, then stop it and whatever it started."""
-    from aios_dagster.cli import _default_signals, _exit_on_signals
+    from aios_dagster.cli_process import serve_foreground
 
     workspace = settings.drift_workspace_dir
     if not workspace.is_dir():
@@ -50,30 +47,10 @@ def cmd_drift_ui(args: argparse.Namespace, settings: Settings) -> None:
             f"no Evidently workspace at {workspace}: run the triage job (make demo) to write "
             "drift reports into it"
         )
-    _exit_on_signals()
     env = {**os.environ, "DO_NOT_TRACK": "1"}  # the UI otherwise sends usage events
     sys.stdout.write(f"Evidently UI on http://{args.host}:{args.port} (workspace {workspace})\n")
     sys.stdout.flush()
-    # Its own process group, so stopping it reaches everything the server starts too.
-    proc = subprocess.Popen(
-        drift_ui_command(settings, args.host, args.port),
-        env=env,
-        preexec_fn=_default_signals,
-        start_new_session=True,
-    )
-    try:
-        code = proc.wait()
-    except (KeyboardInterrupt, SystemExit):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
-        raise
-    finally:
-        # Whatever is left of the group (a worker that outlived the server) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    code = serve_foreground(drift_ui_command(settings, args.host, args.port), env)
     if code != 0:
         raise _cli_error(f"evidently ui exited with status {code}")
 

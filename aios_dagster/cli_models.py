@@ -14,10 +14,7 @@ use ``registry_for`` and ``model_spec``; raise ``CliError`` for a one-line failu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -190,36 +187,16 @@ def mlflow_ui_command(settings: Settings, port: int) -> list[str]:
 
 def cmd_mlflow_ui(args: argparse.Namespace, settings: Settings) -> None:
     """Serve the MLflow UI until Ctrl-C or SIGTERM, then stop the server and its workers."""
-    from aios_dagster.cli import _default_signals, _exit_on_signals
+    from aios_dagster.cli_process import serve_foreground
     from aios_dagster.lib.lifecycle.registry import MLFLOW_ENV
 
     registry_for(settings)  # an embedded registry must exist: the UI would create an empty one
-    _exit_on_signals()
     # No job runner: it serves MLflow's GenAI jobs, which a registry UI does not use, and it
     # starts seven more Python processes (most of a minute of CPU here before the UI answers).
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, **MLFLOW_ENV}
     _out(f"MLflow UI on http://127.0.0.1:{args.port} (registry {settings.registry_tracking_uri})")
     sys.stdout.flush()
-    # Its own process group, so stopping it reaches every worker it starts too.
-    proc = subprocess.Popen(
-        mlflow_ui_command(settings, args.port),
-        env=env,
-        preexec_fn=_default_signals,
-        start_new_session=True,
-    )
-    try:
-        code = proc.wait()
-    except (KeyboardInterrupt, SystemExit):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=20)
-        raise
-    finally:
-        # Whatever is left of the group (a worker that outlived the server) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    code = serve_foreground(mlflow_ui_command(settings, args.port), env)
     if code != 0:
         raise _cli_error(f"mlflow server exited with status {code}")
 

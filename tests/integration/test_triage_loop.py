@@ -24,7 +24,7 @@ import pytest
 from aios_dagster.cli_models import registry_for
 from aios_dagster.definitions import build_definitions
 from aios_dagster.lib.generator import deliver_labels
-from aios_dagster.lib.inference.log_chain import verify
+from aios_dagster.lib.inference.log_chain import recorded_heads, verify
 from aios_dagster.lib.lifecycle.rollout import CHALLENGER, CHAMPION
 from aios_dagster.lib.monitoring.workspace import DriftWorkspace
 from tests.integration.pipeline import PipelineRun
@@ -171,7 +171,7 @@ def test_audit_verify_proves_the_log_and_names_an_edited_part(drift_run: Pipelin
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "email_router:" in ok.stdout and "parts intact" in ok.stdout
 
-    heads = recorded_heads_of(drift_run)
+    heads = recorded_heads(drift_run.instance, [MODEL])
     log_dir = drift_run.settings.lake_dir / "decision_log"
     assert heads and verify(log_dir, heads) == []
     victim = sorted(p for p in log_dir.glob("*.parquet"))[0]
@@ -185,22 +185,6 @@ def test_audit_verify_proves_the_log_and_names_an_edited_part(drift_run: Pipelin
         assert f"edited: email_router part {victim.stem}" in bad.stdout
     finally:
         victim.write_bytes(original)
-
-
-def recorded_heads_of(run: PipelineRun) -> dict[str, str]:
-    """Part -> chain head from the package instance's materializations (what the CLI reads)."""
-    from aios_dagster.lib.inference.log_chain import HEAD_KEY, PART_KEY
-
-    heads: dict[str, str] = {}
-    for suffix in ("predictions", "microbatch"):
-        page = run.instance.fetch_materializations(dg.AssetKey(f"{MODEL}_{suffix}"), limit=1000)
-        for record in page.records:
-            meta = record.asset_materialization.metadata
-            if PART_KEY in meta:
-                heads[meta[PART_KEY].value] = meta[HEAD_KEY].value
-            if "decision_log_chain" in meta:
-                heads.update(meta["decision_log_chain"].value)
-    return heads
 
 
 def test_prometheus_scrape_reports_what_the_runs_recorded(drift_run: PipelineRun):

@@ -25,6 +25,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from aios_dagster.cli_drift import drift_ui_command
 from aios_dagster.cli_models import mlflow_ui_command
 from aios_dagster.lib.monitoring.workspace import DriftWorkspace
+from tests.deploy.support import default_signals
 from tests.integration.pipeline import PipelineRun
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "ui"
@@ -48,11 +49,6 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _default_signals() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @contextlib.contextmanager
 def _serving(name: str, command: list[str], env: dict[str, str], url: str) -> Iterator[str]:
     """Start a server in its own process group, wait until ``url`` answers, stop it after."""
@@ -64,7 +60,7 @@ def _serving(name: str, command: list[str], env: dict[str, str], url: str) -> It
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_default_signals,
+        preexec_fn=default_signals,
     )
     try:
         yield url

@@ -16,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ CHAIN_DIR = "_chain"
 GENESIS = "0" * 64
 HEAD_KEY = "decision_log_chain_head"
 PART_KEY = "decision_log_part"
+CHAIN_KEY = "decision_log_chain"  # part -> head, for a step that sealed several parts
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,29 @@ def verify(log_dir: Path, recorded: Mapping[str, str] | None = None) -> list[Pro
         model = _part_model(parts[part]) or "?"
         problems.append(Problem("inserted", model, part, "in the log folder but never sealed"))
     return problems
+
+
+def recorded_heads(instance: Any, model_names: Iterable[str]) -> dict[str, str]:
+    """Decision-log part -> chain head, as the scoring runs recorded them in ``instance``'s
+    event log (the predictions and micro-batch materializations of each model)."""
+    import dagster as dg
+
+    heads: dict[str, str] = {}
+    for name in model_names:
+        for suffix in ("predictions", "microbatch"):
+            key, cursor = dg.AssetKey(f"{name}_{suffix}"), None
+            while True:
+                page = instance.fetch_materializations(key, limit=500, cursor=cursor)
+                for record in page.records:
+                    meta = record.asset_materialization.metadata
+                    if PART_KEY in meta and HEAD_KEY in meta:
+                        heads[str(meta[PART_KEY].value)] = str(meta[HEAD_KEY].value)
+                    if (chain := meta.get(CHAIN_KEY)) is not None:
+                        heads.update({str(k): str(v) for k, v in chain.value.items()})
+                if not page.has_more:
+                    break
+                cursor = page.cursor
+    return heads
 
 
 def summary(log_dir: Path) -> dict[str, Any]:

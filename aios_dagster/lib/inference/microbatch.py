@@ -29,7 +29,7 @@ from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
 from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
 from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
-from aios_dagster.lib.inference.log_chain import Link, seal
+from aios_dagster.lib.inference.log_chain import CHAIN_KEY, Link, seal
 from aios_dagster.lib.inference.scoring import predictions_part
 from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.lib.lake import LakeResource
@@ -136,9 +136,7 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "requests": result.requests,
                 "retries": result.retries,
                 # The chain heads in Dagster's event log: an independent copy (``log_chain``).
-                "decision_log_chain": dg.MetadataValue.json(
-                    {link.part: link.head for link in sealed}
-                ),
+                CHAIN_KEY: dg.MetadataValue.json({link.part: link.head for link in sealed}),
             }
         )
 

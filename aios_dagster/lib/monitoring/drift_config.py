@@ -10,7 +10,7 @@ config fails the load naming the file and the field instead of hiding drift for 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -149,6 +149,11 @@ class Windows:
     @property
     def last(self) -> date:
         return max(self.current[1], self.reference[1])
+
+    @property
+    def timestamp(self) -> datetime:
+        """The day judged, as the reports' timestamp (the dashboard orders runs by it)."""
+        return datetime(self.day.year, self.day.month, self.day.day, tzinfo=UTC)
 
     def labels(self) -> dict[str, str]:
         return {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from aios_dagster.lib.monitoring.reports import (
 )
 from aios_dagster.lib.monitoring.store import ReportStore
 from aios_dagster.lib.monitoring.window_data import WindowEmpty
-from aios_dagster.lib.monitoring.workspace import DriftWorkspace
 
 Frames = Callable[[tuple[date, date], str], pd.DataFrame]
 """Rows of a window (first, last day inclusive); the second argument names the side."""
@@ -91,16 +90,6 @@ class DayDrift:
             f"{'**drifted**' if c.drifted else 'ok'} |"
             for c in r.columns
         )
-        links: dict[str, Any] = {}
-        if self.report_html is not None:
-            links["report_html"] = str(self.report_html)
-            links["report_url"] = self.report_html.as_uri()
-        if self.workspace_run is not None:
-            ws = DriftWorkspace(Path(store.workspace))
-            links["workspace_project"] = ws.project_url(model, base_url=store.ui_url)
-            links["workspace_report"] = ws.report_url(
-                model, self.workspace_run, base_url=store.ui_url
-            )
         return {
             **windows,
             "evaluated": True,
@@ -116,7 +105,7 @@ class DayDrift:
                 "|---|---|---|---|---|---|\n" + table
             ),
             "report_sampled": self.sampled,
-            **links,
+            **store.links(model, self.report_html, self.workspace_run),
         }
 
 
@@ -156,7 +145,7 @@ def evaluate_day(
                 else "no"
             ),
         },
-        timestamp=datetime(windows.day.year, windows.day.month, windows.day.day, tzinfo=UTC),
+        timestamp=windows.timestamp,
     )
     out = store.report_dir(f"{spec.name}_{kind.suffix}/{windows.day.isoformat()}")
     html, _ = save_report(snapshot, out, "drift_report")
@@ -173,7 +162,7 @@ def evaluate_day(
             indent=2,
         )
     )
-    run = DriftWorkspace(Path(store.workspace)).add_report(
+    run = store.drift_workspace().add_report(
         spec.name, snapshot, replaces=[kind.tag, f"partition:{windows.day.isoformat()}"]
     )
     return DayDrift(windows, result, report_html=html, workspace_run=run, sampled=sampled)

@@ -8,7 +8,6 @@ accuracy and macro F1 a candidate had to reach on its holdout), once enough labe
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,13 @@ from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.monitoring.drift_config import Windows
 from aios_dagster.lib.monitoring.reports import (
     QUALITY_TAG,
+    binary_looking,
     quality_report,
     save_report,
     snapshot_metric_values,
 )
 from aios_dagster.lib.monitoring.store import ReportStore
 from aios_dagster.lib.monitoring.window_data import labelled_decisions
-from aios_dagster.lib.monitoring.workspace import DriftWorkspace
 from aios_dagster.lib.partitions import partition_days
 from aios_dagster.lib.warehouse import WarehouseResource
 
@@ -74,12 +73,9 @@ def measure_day(
     frame, total = labelled_decisions(warehouse, lake, spec, windows.current)
     if frame.empty:
         return DayQuality(windows, total, 0)
-    two = [
-        h.name for h in spec.heads if len(set(frame[h.name]) | set(frame[f"{h.name}_label"])) == 2
-    ]
+    two = [h.name for h in spec.heads if binary_looking(frame, f"{h.name}_label", h.name)]
     if two:
-        # Evidently 0.7 scores a two-label head as binary with positive label 1, not as the
-        # multiclass quality asked for: say so rather than report a wrong number.
+        # Evidently would score them as binary: say so rather than report a wrong number.
         return DayQuality(
             windows, total, len(frame), skipped=f"heads {two} hold only two labels in the window"
         )
@@ -94,7 +90,7 @@ def measure_day(
             "labelled_rows": str(len(frame)),
             "decisions": str(total),
         },
-        timestamp=datetime(windows.day.year, windows.day.month, windows.day.day, tzinfo=UTC),
+        timestamp=windows.timestamp,
     )
     # Evidently's own numbers (macro F1): the report a person opens shows the same ones.
     values = snapshot_metric_values(snapshot)
@@ -116,7 +112,7 @@ def measure_day(
     (out / "summary.json").write_text(
         json.dumps({"decisions": total, "labelled": len(frame), "heads": heads}, indent=2)
     )
-    run = DriftWorkspace(Path(store.workspace)).add_report(
+    run = store.drift_workspace().add_report(
         spec.name, snapshot, replaces=[QUALITY_TAG, f"partition:{windows.day.isoformat()}"]
     )
     return DayQuality(windows, total, len(frame), heads, below, html, run)
@@ -132,14 +128,7 @@ def _metadata(day: DayQuality, store: ReportStore, model: str, min_rows: int) ->
     }
     for head, metrics in day.heads.items():
         out.update({f"{head}_{name}": value for name, value in metrics.items()})
-    if day.report_html is not None:
-        out["report_html"] = str(day.report_html)
-        out["report_url"] = day.report_html.as_uri()
-    if day.workspace_run is not None:
-        ws = DriftWorkspace(Path(store.workspace))
-        out["workspace_project"] = ws.project_url(model, base_url=store.ui_url)
-        out["workspace_report"] = ws.report_url(model, day.workspace_run, base_url=store.ui_url)
-    return out
+    return {**out, **store.links(model, day.report_html, day.workspace_run)}
 
 
 def build_quality_asset(

@@ -310,6 +310,12 @@ def _drift_report(
     return report.run(cur, ref, timestamp=_naive_utc(timestamp), name=_name(title, timestamp))
 
 
+def binary_looking(frame: pd.DataFrame, target: str, prediction: str) -> bool:
+    """Whether targets and predictions hold exactly two labels: Evidently 0.7.23 then scores
+    the head as binary with positive label ``1``, not as the multiclass quality asked for."""
+    return len(set(frame[target].unique()) | set(frame[prediction].unique())) == 2
+
+
 def _check_head(frame: pd.DataFrame, head: str, target: str, prediction: str) -> None:
     for role, column in (("target", target), ("prediction", prediction)):
         if column not in frame.columns:
@@ -320,8 +326,8 @@ def _check_head(frame: pd.DataFrame, head: str, target: str, prediction: str) ->
                 f"head {head!r}: {missing} of {len(frame)} rows have no {role} ({column!r}); "
                 "quality is measured on labelled, scored rows only: filter them first"
             )
-    labels = set(frame[target].unique()) | set(frame[prediction].unique())
-    if len(labels) == 2:
+    if binary_looking(frame, target, prediction):
+        labels = set(frame[target].unique()) | set(frame[prediction].unique())
         raise ValueError(
             f"head {head!r}: targets and predictions hold exactly two labels "
             f"{sorted(map(str, labels))}; Evidently 0.7.23 scores that as binary with positive "

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
+
+from aios_dagster.lib.monitoring.workspace import DriftWorkspace
 
 
 class ReportStore(dg.ConfigurableResource):
@@ -24,3 +27,18 @@ class ReportStore(dg.ConfigurableResource):
 
     def report_dir(self, name: str) -> Path:
         return Path(self.root) / name
+
+    def drift_workspace(self) -> DriftWorkspace:
+        return DriftWorkspace(Path(self.workspace))
+
+    def links(self, model: str, html: Path | None, run: str | None) -> dict[str, Any]:
+        """Metadata links to a report: its HTML file, and its project and run in the UI."""
+        out: dict[str, Any] = {}
+        if html is not None:
+            out["report_html"] = str(html)
+            out["report_url"] = html.as_uri()
+        if run is not None:
+            workspace = self.drift_workspace()
+            out["workspace_project"] = workspace.project_url(model, base_url=self.ui_url)
+            out["workspace_report"] = workspace.report_url(model, run, base_url=self.ui_url)
+        return out
