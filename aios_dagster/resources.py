@@ -77,6 +77,12 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             duckdb_path=str(settings.warehouse_path),
             data_dir=str(data),
             dbt_target=settings.warehouse,
+            pg_host=settings.pg_host,
+            pg_port=settings.pg_port,
+            pg_user=settings.pg_user,
+            # never a value in run config: read from the environment where the run executes
+            pg_password=dg.EnvVar("AIOS_PG_PASSWORD") if settings.pg_password_set else "",
+            pg_database=settings.pg_database,
         ),
         "models": ModelStore(
             repository=str(settings.model_repository),

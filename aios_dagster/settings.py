@@ -30,7 +30,12 @@ class Settings:
     data_dir: Path
     triton_grpc_url: str = "127.0.0.1:8001"
     pii_key: str | None = None
-    warehouse: str = "duckdb"
+    warehouse: str = "duckdb"  # duckdb (embedded) | postgres (production)
+    pg_host: str = "127.0.0.1"  # the Postgres warehouse; its password only from AIOS_PG_PASSWORD
+    pg_port: int = 5432
+    pg_user: str = "postgres"
+    pg_database: str = "aios"
+    pg_password_set: bool = False
     start_date: date = DEFAULT_START_DATE
     drift_ui_url: str = "http://127.0.0.1:8010"  # where `aios-dagster drift-ui` serves
     k8s_job_tags: str | None = None  # per-job pod sizes (deploy/k8s_job_tags.yaml) on Kubernetes
@@ -56,6 +61,11 @@ class Settings:
             triton_grpc_url=env.get("AIOS_TRITON_GRPC_URL", "127.0.0.1:8001"),
             pii_key=env.get("AIOS_PII_KEY"),
             warehouse=env.get("AIOS_WAREHOUSE", "duckdb"),
+            pg_host=env.get("AIOS_PG_HOST", "127.0.0.1"),
+            pg_port=int(env.get("AIOS_PG_PORT", "5432")),
+            pg_user=env.get("AIOS_PG_USER", "postgres"),
+            pg_database=env.get("AIOS_PG_DATABASE", "aios"),
+            pg_password_set=bool(env.get("AIOS_PG_PASSWORD")),
             start_date=date.fromisoformat(start) if start else DEFAULT_START_DATE,
             drift_ui_url=env.get("AIOS_DRIFT_UI_URL", "http://127.0.0.1:8010"),
             k8s_job_tags=env.get("AIOS_K8S_JOB_TAGS") or None,

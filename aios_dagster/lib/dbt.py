@@ -45,8 +45,24 @@ class DbtBuildConfig(dg.Config):
 
 
 def build_args(
-    command: str, data_dir: Path, *, target: str = "duckdb", full_refresh: bool = False
+    command: str,
+    data_dir: Path,
+    *,
+    target: str = "duckdb",
+    full_refresh: bool = False,
+    extra_vars: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """The dbt CLI arguments for one invocation (pure, unit-tested)."""
-    args = [command, "--target", target, "--vars", json.dumps({"data_dir": str(data_dir)})]
+    """The dbt CLI arguments for one invocation (pure, unit-tested).
+
+    ``extra_vars``: e.g. the Postgres host and database (never a password: the arguments are
+    logged).
+    """
+    variables = {"data_dir": str(data_dir), **(extra_vars or {})}
+    args = [command, "--target", target, "--vars", json.dumps(variables)]
     return [*args, "--full-refresh"] if full_refresh else args
+
+
+def lake_sources(manifest: Path) -> list[str]:
+    """The lake datasets the dbt project reads (its ``lake`` source tables)."""
+    nodes = json.loads(manifest.read_text())["sources"].values()
+    return sorted(n["name"] for n in nodes if n["source_name"] == "lake")

@@ -22,6 +22,14 @@
 
 {#- The landing day of a lake part, from its `ingest_date=<day>` folder ('' outside that layout). -#}
 {% macro lake_part_day() -%}
+    {{ return(adapter.dispatch('lake_part_day')()) }}
+{%- endmacro %}
+
+{% macro default__lake_part_day() -%}
+    coalesce(substring(filename from 'ingest_date=([0-9]{4}-[0-9]{2}-[0-9]{2})'), '')
+{%- endmacro %}
+
+{% macro duckdb__lake_part_day() -%}
     regexp_extract(filename, 'ingest_date=([0-9]{4}-[0-9]{2}-[0-9]{2})', 1)
 {%- endmacro %}
 
@@ -45,7 +53,9 @@
 
 
 {#-
-  The rows of lake dataset `table` a run of the calling staging model reads.
+  The rows of lake dataset `table` a run of the calling staging model reads, with the path of
+  the part each came from as `filename` (DuckDB reads the Parquet parts themselves; on
+  Postgres, `lib/lake_load.py` has loaded each part into the `lake` schema with its path).
 
   `since` is inlined as a literal: DuckDB skips the files whose path fails a constant filter on
   `filename` (it reads only their footers, for union_by_name), but not a filter on a subquery.
@@ -53,13 +63,13 @@
 {% macro lake_parts(table) %}
     {%- set since = landed_since() -%}
     (
-        select * exclude (filename)
+        select *
         from {{ source('lake', table) }}
         {%- if since is not none %}
         -- a part outside the ingest_date=<day> layout has no landing day: always read it
         where {{ lake_part_day() }} >= '{{ since }}' or {{ lake_part_day() }} = ''
         {%- endif %}
-    )
+    ) as lake_rows
 {% endmacro %}
 
 
@@ -114,3 +124,17 @@
     from {{ newest }}
     {%- endif %}
 {% endmacro %}
+
+
+{#- The number of elements of a list column (0 for an empty list, null for null). -#}
+{% macro list_length(column) -%}
+    {{ return(adapter.dispatch('list_length')(column)) }}
+{%- endmacro %}
+
+{% macro default__list_length(column) -%}
+    cardinality({{ column }})
+{%- endmacro %}
+
+{% macro duckdb__list_length(column) -%}
+    len({{ column }})
+{%- endmacro %}

@@ -91,37 +91,58 @@ def test_graph_matches_the_reviewed_snapshot(snapshot: dict[str, Any]) -> None:
     )
 
 
-def _dg(args: list[str], tmp_path: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir(exist_ok=True)
+DG_COMMANDS = {
+    "check yaml": ["check", "yaml"],
+    "check defs": ["check", "defs"],
+    "list components": ["list", "components", "--json"],
+    "list defs": ["list", "defs", "--json"],
+}
+
+
+@pytest.fixture(scope="module")
+def dg_runs(
+    tmp_path_factory: pytest.TempPathFactory, settings: Settings
+) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every ``dg`` command the tests ask about, run once and side by side: each loads the
+    whole code location in its own process, and the rest of the suite leaves a core idle."""
+    home = tmp_path_factory.mktemp("dg_home")
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
-        "AIOS_DATA_DIR": str(data_dir),
+        "AIOS_DATA_DIR": str(settings.data_dir),
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "VIRTUAL_ENV": str(VENV_BIN.parent),
         "NO_COLOR": "1",
     }
-    return subprocess.run(
-        [str(VENV_BIN / "dg"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    running = {
+        name: subprocess.Popen(
+            [str(VENV_BIN / "dg"), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in DG_COMMANDS.items()
+    }
+    done = {}
+    for name, process in running.items():
+        out, err = process.communicate(timeout=300)
+        done[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return done
 
 
-def test_dg_checks_pass(tmp_path: Path, settings: Settings) -> None:
-    for args in (["check", "yaml"], ["check", "defs"]):
-        done = _dg(args, tmp_path, settings.data_dir)
-        assert done.returncode == 0, f"dg {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+@pytest.mark.parametrize("command", ["check yaml", "check defs"])
+def test_dg_checks_pass(dg_runs: dict[str, subprocess.CompletedProcess[str]], command: str) -> None:
+    done = dg_runs[command]
+    assert done.returncode == 0, f"dg {command} failed:\n{done.stdout}\n{done.stderr}"
 
 
-def test_dg_lists_the_platform_component_types(tmp_path: Path, settings: Settings) -> None:
-    done = _dg(["list", "components", "--json"], tmp_path, settings.data_dir)
+def test_dg_lists_the_platform_component_types(
+    dg_runs: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    done = dg_runs["list components"]
     assert done.returncode == 0, done.stderr
     types = {c["key"] for c in json.loads(done.stdout)["items"]}
     assert {
@@ -131,9 +152,9 @@ def test_dg_lists_the_platform_component_types(tmp_path: Path, settings: Setting
 
 
 def test_dg_list_defs_shows_the_whole_platform(
-    tmp_path: Path, settings: Settings, snapshot: dict[str, Any]
+    dg_runs: dict[str, subprocess.CompletedProcess[str]], snapshot: dict[str, Any]
 ) -> None:
-    done = _dg(["list", "defs", "--json"], tmp_path, settings.data_dir)
+    done = dg_runs["list defs"]
     assert done.returncode == 0, done.stderr
     listed = json.loads(done.stdout)
     assert {a["asset_key"] for a in listed["assets"]} == set(snapshot["assets"])

@@ -1,6 +1,7 @@
 """The whole support-triage flow, end to end, with every component real.
 
-Generated sources -> connectors (PII masked) -> GE contracts and quarantine -> dbt on DuckDB ->
+Generated sources -> connectors (PII masked) -> GE contracts and quarantine -> dbt on DuckDB
+and, for the clean run, on PostgreSQL too ->
 training -> publish to a Triton model repository -> a real Triton server scores each day ->
 Evidently drift report. One run without drift and one with an injected fraud wave.
 """
@@ -17,7 +18,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -28,6 +28,7 @@ from aios_dagster.lib.inference.audit import decisions_for
 from aios_dagster.lib.lifecycle.assets import catalog
 from aios_dagster.lib.lifecycle.versions import load_evaluation
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
+from aios_dagster.resources import build_resources
 from tests.integration.pipeline import PipelineRun
 from tests.triton_fixtures import start_or_fail
 
@@ -171,12 +172,12 @@ def test_triton_scores_equal_the_published_model_in_process(clean_run: PipelineR
     repo = clean_run.settings.model_repository / "email_router" / "1"
     model = LinearHeadsModel.from_npz(repo / "weights.npz")
     spec = catalog()["email_router"]
-    with duckdb.connect(str(clean_run.settings.warehouse_path), read_only=True) as conn:
-        table = conn.sql(
-            f"select {', '.join((spec.id_column, *spec.feature_columns))} from email_features "
-            "where received_at >= ? order by email_id",
-            params=[str(clean_run.generated.current_start)],
-        ).to_arrow_table()
+    warehouse = build_resources(clean_run.settings)["warehouse"]  # DuckDB or Postgres
+    table = warehouse.query_arrow(
+        f"select {', '.join((spec.id_column, *spec.feature_columns))} from email_features "
+        "where cast(received_at at time zone 'UTC' as date) >= ? order by email_id",
+        [clean_run.generated.current_start],
+    )
     probs = model.predict_proba(spec.build_matrix(table))["queue"]
     expected = dict(
         zip(

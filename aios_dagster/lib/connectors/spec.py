@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+import dagster as dg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Kind = Literal["files", "mailbox", "sql", "http", "nats"]
@@ -42,13 +43,15 @@ class SensorTrigger(BaseModel):
     default_running: bool = False
 
 
-class ScheduleTrigger(BaseModel):
+class ScheduleTrigger(dg.Model, dg.Resolvable):
+    """Resolvable, so its cron may be templated (``{{ env('VAR', '*/15 * * * *') }}``)."""
+
     model_config = ConfigDict(extra="forbid")
 
     cron: str
 
 
-class Trigger(BaseModel):
+class Trigger(dg.Model, dg.Resolvable):
     model_config = ConfigDict(extra="forbid")
 
     sensor: SensorTrigger | None = None

@@ -9,9 +9,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster_dbt import DbtCliResource, dbt_assets
 
-from aios_dagster.lib.dbt import build_args, translator
+from aios_dagster.lib.dbt import build_args, lake_sources, translator
 from aios_dagster.lib.features.text import TEXT_DIM, hash_text, vectors_to_arrow
 from aios_dagster.lib.lake import LakeResource
+from aios_dagster.lib.lake_load import load_lake
 from aios_dagster.lib.warehouse import WarehouseResource
 
 TEXT_FEATURES = "email_text_features"
@@ -83,10 +84,28 @@ _KEYS = ["email_id", "_ingested_at", "_batch_id"]
 
 
 def build_dbt_assets(manifest: Path) -> dg.AssetsDefinition:
+    sources = lake_sources(manifest)
+
     @dbt_assets(manifest=manifest, dagster_dbt_translator=translator(), name="triage_dbt_models")
-    def _dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
-        Path(warehouse.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
-        args = build_args("build", Path(warehouse.data_dir), target=warehouse.dbt_target)
+    def _dbt(
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        warehouse: WarehouseResource,
+        lake: LakeResource,
+    ):
+        if warehouse.is_postgres:
+            # Postgres cannot read the Parquet parts: bring its lake schema up to date first.
+            with warehouse.connect_postgres() as conn:
+                loaded = load_lake(conn, Path(lake.root), sources)
+            context.log.info(f"warehouse {warehouse.pg_database}: {loaded.describe()}")
+        else:
+            Path(warehouse.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+        args = build_args(
+            "build",
+            Path(warehouse.data_dir),
+            target=warehouse.dbt_target,
+            extra_vars=warehouse.dbt_vars(),
+        )
         yield from dbt.cli(args, context=context).stream()
 
     return _dbt

@@ -93,7 +93,7 @@ txn_history as (
         cast(coalesce(sum(cast(-t.amount as decimal(18, 2))) filter (
             where t.amount < 0
               and t.booked_at >= e.received_at - {{ recent }}
-        ), 0) as double) as spend_30d,
+        ), 0) as float8) as spend_30d,
         coalesce(max(-t.amount) filter (
             where t.amount < 0
               and t.booked_at >= e.received_at - {{ recent }}
@@ -120,9 +120,11 @@ select
     c.customer_id,
     c.customer_id is not null as is_known_customer,
     coalesce(c.segment, 'unknown') as segment,
-    cast(coalesce(c.segment = 'premier', false) as float) as segment_premier,
-    cast(coalesce(c.segment = 'business', false) as float) as segment_business,
-    coalesce(date_diff('day', c.joined_on, e.received_date) / 365.25, 0) as tenure_years,
+    cast(cast(coalesce(c.segment = 'premier', false) as integer) as float4) as segment_premier,
+    cast(cast(coalesce(c.segment = 'business', false) as integer) as float4) as segment_business,
+    coalesce(
+        cast({{ dbt.datediff('c.joined_on', 'e.received_date', 'day') }} as float8) / 365.25, 0
+    ) as tenure_years,
     coalesce(h.txn_count_30d, 0) as txn_count_30d,
     coalesce(h.spend_30d, 0) as spend_30d,
     coalesce(h.max_debit_30d, 0) as max_debit_30d,
@@ -131,8 +133,8 @@ select
     coalesce(e.subject_chars, 0) as subject_chars,
     coalesce(e.body_chars, 0) as body_chars,
     e.n_attachments,
-    cast(e.is_reply as float) as is_reply,
-    hour(e.received_at at time zone 'UTC') as hour_of_day,
+    cast(cast(e.is_reply as integer) as float4) as is_reply,
+    cast(extract(hour from e.received_at at time zone 'UTC') as bigint) as hour_of_day,
     x.text_vec,
     -- the run that computed this row: the next incremental run starts from changes after it
     {{ run_stamp() }} as _built_at

@@ -4,7 +4,7 @@
           on_schema_change='fail') }}
 
 with newest as (
-    select
+    select distinct on (customer_id)
         customer_id,
         email_token,
         account_token,
@@ -14,7 +14,8 @@ with newest as (
         _ingested_at,
         _batch_id
     from {{ lake_parts('raw_customers') }}
-    qualify row_number() over (partition by customer_id order by _ingested_at desc, _batch_id desc) = 1
+    -- the newest copy of each record
+    order by customer_id, _ingested_at desc, _batch_id desc
 )
 
 {{ staged_changes('newest', 'customer_id') }}

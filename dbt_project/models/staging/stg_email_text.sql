@@ -5,9 +5,10 @@
           on_schema_change='fail') }}
 
 with newest as (
-    select email_id, text_vec, _ingested_at, _batch_id
+    select distinct on (email_id) email_id, text_vec, _ingested_at, _batch_id
     from {{ lake_parts('email_text_features') }}
-    qualify row_number() over (partition by email_id order by _ingested_at desc, _batch_id desc) = 1
+    -- the newest copy of each record
+    order by email_id, _ingested_at desc, _batch_id desc
 )
 
 {{ staged_changes('newest', 'email_id') }}

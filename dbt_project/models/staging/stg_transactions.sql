@@ -5,11 +5,11 @@
           on_schema_change='fail') }}
 
 with newest as (
-    select
+    select distinct on (txn_id)
         txn_id,
         customer_id,
         cast(booked_at as timestamptz) as booked_at,
-        cast(amount as double) as amount,
+        cast(amount as float8) as amount,
         currency,
         merchant,
         channel,
@@ -19,7 +19,8 @@ with newest as (
         _ingested_at,
         _batch_id
     from {{ lake_parts('raw_transactions') }}
-    qualify row_number() over (partition by txn_id order by _ingested_at desc, _batch_id desc) = 1
+    -- the newest copy of each record
+    order by txn_id, _ingested_at desc, _batch_id desc
 )
 
 {{ staged_changes('newest', 'txn_id', previous=['customer_id', 'booked_at']) }}
