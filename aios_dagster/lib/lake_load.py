@@ -154,7 +154,6 @@ def _load_dataset(conn: Any, cur: Any, folder: Path, dataset: str, report: LoadR
         [dataset],
     )
     loaded = {part: (size, mtime) for part, size, mtime in cur.fetchall()}
-    conn.commit()
     columns = _columns(cur, dataset)
     conn.commit()
     table_name = f"{LAKE_SCHEMA}.{_ident(dataset)}"
@@ -171,20 +170,19 @@ def _load_dataset(conn: Any, cur: Any, folder: Path, dataset: str, report: LoadR
         if loaded.get(part) == (size, mtime):
             report.parts_current += 1
             continue
+        rows = _loadable(pq.read_table(part))
+        rows = rows.append_column("filename", pa.repeat(pa.scalar(part), rows.num_rows))
         try:
-            rows = _loadable(pq.read_table(part))
-            for f in rows.schema:
-                pg_type(f.type)
+            types = {f.name: pg_type(f.type) for f in rows.schema}
         except LakeLoadError as exc:
             raise LakeLoadError(f"lake part {part} ({dataset}): {exc}") from None
-        rows = rows.append_column("filename", pa.array([part] * rows.num_rows, pa.string()))
         if not columns:
-            defs = ", ".join(f"{_ident(f.name)} {pg_type(f.type)}" for f in rows.schema)
+            defs = ", ".join(f"{_ident(name)} {kind}" for name, kind in types.items())
             cur.execute(f"create table {table_name} ({defs})")
             cur.execute(f"create index on {table_name} (filename)")
-            columns = {f.name: pg_type(f.type) for f in rows.schema}
+            columns = dict(types)
         for f in rows.schema:
-            wanted = pg_type(f.type)
+            wanted = types[f.name]
             have = columns.get(f.name)
             if have is None:
                 cur.execute(f"alter table {table_name} add column {_ident(f.name)} {wanted}")

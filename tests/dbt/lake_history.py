@@ -78,11 +78,7 @@ class LakeHistory:
     def table(self, name: str) -> pd.DataFrame:
         """A warehouse table sorted by its first column, vectors as tuples (comparable)."""
         with self.connect() as conn:
-            frame = conn.execute(f"select * from {name}").df()
-        for column in frame.columns:
-            if frame[column].dtype == object and len(frame) and hasattr(frame[column][0], "tolist"):
-                frame[column] = frame[column].map(lambda v: tuple(v.tolist()))
-        return frame.sort_values(frame.columns[0], ignore_index=True)
+            return comparable(conn.execute(f"select * from {name}").df())
 
     def add_transactions(self, rows: list[tuple]) -> None:
         """Rows of the ledger table, as the bank's system would write them (``updated_at`` now)."""
@@ -110,3 +106,11 @@ def failures(outcome: dbtRunnerResult) -> list[str] | BaseException | None:
 def without_lineage(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a full and an incremental build must agree on (not when a row was written)."""
     return frame.drop(columns=[c for c in LINEAGE if c in frame.columns])
+
+
+def comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` sorted by its first column, its vectors as tuples (so frames compare)."""
+    for column in frame.columns:
+        if frame[column].dtype == object and len(frame) and hasattr(frame[column][0], "tolist"):
+            frame[column] = frame[column].map(lambda v: tuple(v.tolist()))
+    return frame.sort_values(frame.columns[0], ignore_index=True)

@@ -25,7 +25,7 @@ from aios_dagster.lib.generator import deliver_new_emails, generate_reference_da
 from aios_dagster.lib.lake_load import LakeLoadError, load_lake
 from aios_dagster.lib.warehouse import WarehouseResource, normalized
 from aios_dagster.settings import Settings
-from tests.dbt.lake_history import LINEAGE, LakeHistory
+from tests.dbt.lake_history import LINEAGE, LakeHistory, comparable
 from tests.postgres import scratch
 
 SMALL = {"emails_per_week": 80, "customers": 20, "weeks": 2, "seed": 5, "bad_records": False}
@@ -71,11 +71,7 @@ class TwoWarehouses:
 
     def table(self, settings: Settings, name: str) -> pd.DataFrame:
         frame = self.query(settings, f"select * from {name}").to_pandas()
-        frame = frame.drop(columns=[c for c in LINEAGE if c in frame.columns])
-        for column in frame.columns:
-            if frame[column].dtype == object and len(frame) and hasattr(frame[column][0], "tolist"):
-                frame[column] = frame[column].map(lambda v: tuple(v.tolist()))
-        return frame.sort_values(frame.columns[0], ignore_index=True)
+        return comparable(frame.drop(columns=[c for c in LINEAGE if c in frame.columns]))
 
     def assert_same_features(self) -> None:
         for name in FEATURE_TABLES:
