@@ -386,6 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aios_dagster.cli_metrics import add_metrics_commands
 
     add_metrics_commands(sub, fmt)
+    from aios_dagster.cli_remote import add_remote_commands
+
+    add_remote_commands(sub, fmt)
     return parser
 
 
@@ -398,6 +401,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command == "remote":  # a webserver's address is all it needs: no data folder
+        args.run(args)
+        return
     writes = args.command in ("generate", "demo", "dev") or getattr(args, "reprocess", False)
     env = dict(os.environ)
     env["AIOS_DATA_DIR"] = str(find_data_dir(env, create=writes))

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 import aios_dagster.defs
+from aios_dagster.lib.executors import executor_for
 from aios_dagster.resources import build_resources
 from aios_dagster.settings import Settings, active_settings
 
@@ -21,7 +22,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     project_root = Path(aios_dagster.defs.__file__).parents[2]
     with active_settings(settings):
         loaded = dg.load_from_defs_folder(project_root=project_root)
-    return dg.Definitions.merge(loaded, dg.Definitions(resources=build_resources(settings)))
+    bound = dg.Definitions(
+        resources=build_resources(settings), executor=executor_for(settings.executor)
+    )
+    return dg.Definitions.merge(loaded, bound)
 
 
 @dg.definitions

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 CLI = str(Path(sys.executable).with_name("aios-dagster"))
-COMMANDS = ("generate", "demo", "dev", "explain", "quarantine")
+COMMANDS = ("generate", "demo", "dev", "explain", "quarantine", "remote")
 
 
 def run_cli(
@@ -128,3 +128,13 @@ def test_unknown_connector_is_one_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "unknown connector 'nope'" in result.stderr
+
+
+def test_remote_needs_no_data_folder_and_names_an_unreachable_webserver(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9"  # nothing listens on the discard port
+    result = run_cli("remote", "--url", url, "status", "some-run", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1 and f"webserver at {url}" in message, message
+    assert tree(tmp_path) == []
