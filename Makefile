@@ -50,8 +50,12 @@ mlflow-ui: install
 drift-ui: install
 	$(BIN)/aios-dagster drift-ui $(DRIFT_UI_ARGS)
 
+# Two workers: each test module runs whole on one of them (module fixtures are built once), and
+# the integration package, whose whole-flow runs are package fixtures, is one unit on one worker
+# (tests/conftest.py groups them).
+PYTEST_WORKERS := -n 2 --durations=25
 test: install manifest browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 # The UI tests drive Debian's Chromium (never a browser download); installed once, as root or
 # through sudo.

@@ -26,6 +26,7 @@ def _rollout(args: argparse.Namespace, settings: Settings, action: str) -> Rollo
     from aios_dagster.lib.lifecycle.rollout import RolloutError, promote, rollback
     from aios_dagster.lib.lifecycle.versions import write_card
     from aios_dagster.lib.serving.errors import TritonInferenceError
+    from aios_dagster.lib.serving.repository_mirror import MirrorError, RepositoryMirror
     from aios_dagster.resources import triton_resource
 
     registry = registry_for(settings)
@@ -34,6 +35,9 @@ def _rollout(args: argparse.Namespace, settings: Settings, action: str) -> Rollo
         "registry": registry,
         "repository": settings.model_repository,
         "triton": triton_resource(settings),
+        "mirror": RepositoryMirror(settings.model_repository_url)
+        if settings.model_repository_url
+        else None,
         "actor": args.actor,
         "reason": args.reason,
     }
@@ -44,7 +48,7 @@ def _rollout(args: argparse.Namespace, settings: Settings, action: str) -> Rollo
             write_card(registry, spec, result.to_version, lake=lake)
         else:
             result = rollback(spec, **common)
-    except (RolloutError, RegistryError, ValueError) as exc:
+    except (RolloutError, RegistryError, MirrorError, ValueError) as exc:
         raise _cli_error(str(exc)) from None
     except TritonInferenceError as exc:
         raise _cli_error(

@@ -86,6 +86,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         "models": ModelStore(
             repository=str(settings.model_repository),
+            mirror_url=settings.model_repository_url,
         ),
         "registry": ModelRegistry(
             tracking_uri=tracking_uri,

@@ -47,6 +47,7 @@ class Settings:
     triton_replica_urls: tuple[str, ...] = ()  # extra gRPC replicas: load spread, failover
     mlflow_tracking_uri: str | None = None  # production: postgresql+psycopg://...
     mlflow_artifact_location: str | None = None  # production: s3://... (object storage)
+    model_repository_url: str | None = None  # production: s3://... the Triton fleet loads
     executor: str = "multiprocess"  # multiprocess (forkserver) | in_process (see lib/executors)
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -80,6 +81,7 @@ class Settings:
             ),
             mlflow_tracking_uri=env.get("AIOS_MLFLOW_TRACKING_URI") or None,
             mlflow_artifact_location=env.get("AIOS_MLFLOW_ARTIFACT_LOCATION") or None,
+            model_repository_url=env.get("AIOS_MODEL_REPOSITORY_URL") or None,
             executor=env.get("AIOS_EXECUTOR", "multiprocess"),
             extra={
                 key: env[var] for key, var in (("project_dir", "AIOS_PROJECT_DIR"),) if var in env

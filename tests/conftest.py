@@ -1,10 +1,32 @@
 """Project-wide pytest configuration: shared fixtures live in plugin modules."""
 
 import os
+from typing import Any
 
 import pytest
 
 pytest_plugins = ["tests.triton_fixtures"]
+INTEGRATION = "tests/integration"
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Units of work for ``pytest -n`` (``make test``): a test module, or the whole integration
+    package, whose pipeline runs are package fixtures that one worker must build once and
+    share; it is the longest unit, so it starts first. (xdist's own ``loadgroup`` marks do not
+    reach its scheduler under pytest 9, which no longer lets a plugin rename a collected item.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleOrIntegrationPackage(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return INTEGRATION if path.startswith(INTEGRATION + "/") else path
+
+        def _assign_work_unit(self, node: Any) -> None:
+            if INTEGRATION in self.workqueue:
+                self.workqueue.move_to_end(INTEGRATION, last=False)
+            super()._assign_work_unit(node)
+
+    return ModuleOrIntegrationPackage(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

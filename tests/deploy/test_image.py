@@ -168,3 +168,33 @@ def test_entry_point_loads_the_definitions(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_build_context_holds_what_the_dockerfile_copies_and_nothing_local() -> None:
+    """.dockerignore (read as gitignore patterns, the same rules for these): every tracked file
+    under a COPY source is sent to the builder; the venv, data, artefacts and the dbt target
+    of this machine are not."""
+    import pathspec
+
+    ignore = pathspec.PathSpec.from_lines(
+        "gitwildmatch", (REPO / ".dockerignore").read_text().splitlines()
+    )
+    build = parse_dockerfile(DEPLOY / "Dockerfile")[0]
+    sources = [src for c in build.commands("COPY") for src in shlex.split(c)[:-1]]
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for source in sources:
+        under = [f for f in tracked if f == source or f.startswith(source.rstrip("/") + "/")]
+        assert under, f"COPY {source}: nothing tracked there"
+        left_out = [f for f in under if ignore.match_file(f)]
+        assert not left_out, f".dockerignore leaves out files the image needs: {left_out[:5]}"
+    for local in (
+        ".venv/bin/python",
+        "data/lake/raw_emails/part.parquet",
+        "test-artifacts/ui/dagster.png",
+        "dbt_project/target/manifest.json",
+        "aios_dagster/__pycache__/cli.cpython-311.pyc",
+        "tests/conftest.py",
+    ):
+        assert ignore.match_file(local), f"{local} would be sent to the builder"

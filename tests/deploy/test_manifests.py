@@ -106,6 +106,9 @@ def test_triton_loads_explicitly_from_object_storage_with_secret_credentials() -
     assert "--model-control-mode=explicit" in args
     (repository,) = [a for a in args if a.startswith("--model-repository=")]
     assert repository.removeprefix("--model-repository=").startswith("s3://")
+    # The pipeline publishes to the prefix the fleet loads from.
+    values_env = {e["name"]: e.get("value") for e in user_deployment(helm_values())["env"]}
+    assert values_env["AIOS_MODEL_REPOSITORY_URL"] == repository.removeprefix("--model-repository=")
     env = {e["name"]: e for e in triton["env"]}
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert "secretKeyRef" in env[key]["valueFrom"], f"{key} must come from a Secret"

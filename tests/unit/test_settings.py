@@ -50,3 +50,13 @@ def test_the_triton_retry_budget_reaches_the_resource(tmp_path: Path) -> None:
         {"AIOS_DATA_DIR": str(tmp_path), "AIOS_TRITON_RETRY_TOTAL_S": "12.5"}
     )
     assert build_resources(settings)["triton"].retry_total_s == 12.5
+
+
+def test_the_model_repository_mirror_reaches_the_publishing_resource(tmp_path: Path) -> None:
+    embedded = build_resources(Settings.from_env({"AIOS_DATA_DIR": str(tmp_path)}))["models"]
+    assert embedded.mirror() is None  # embedded: Triton reads the local folder
+    env = {"AIOS_DATA_DIR": str(tmp_path), "AIOS_MODEL_REPOSITORY_URL": "s3://models/repo"}
+    models = build_resources(Settings.from_env(env))["models"]
+    mirror = models.mirror()
+    assert mirror is not None and mirror.url == "s3://models/repo"
+    assert models.repository == str(tmp_path / "model_repository")

@@ -27,6 +27,7 @@ from aios_dagster.lib.lifecycle.rollout import (
     CHALLENGER,
     CHAMPION,
     GATE_TAG,
+    Deployment,
     deploy,
 )
 from aios_dagster.lib.lifecycle.store import ModelStore
@@ -223,7 +224,11 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
         actor = f"dagster run {context.run_id}"
         notes = version_records.assign_aliases(spec, registry, version, actor=actor)
         deployment = deploy(
-            spec, registry=registry, repository=Path(models.repository), triton=triton
+            spec,
+            registry=registry,
+            repository=Path(models.repository),
+            triton=triton,
+            mirror=models.mirror(),
         )
         for note in notes:
             context.log.info(note)
@@ -236,9 +241,23 @@ def build_model_defs(spec: ModelSpec) -> tuple[list[dg.AssetsDefinition], list]:
                 CHALLENGER: deployment.challenger or "none",
                 "canary_share": deployment.canary_share,
                 "load_seconds": round(deployment.load_seconds, 3),
+                **_mirror_metadata(deployment),
                 "notes": "; ".join(notes) or "no alias changed",
                 "model_card": dg.MetadataValue.md(card),
             }
         )
 
     return [_train, _evaluation, _publish], [_gate]
+
+
+def _mirror_metadata(deployment: Deployment) -> dict[str, Any]:
+    """Where the fleet's copy went and what changed there (nothing when none is configured)."""
+    mirrored = deployment.mirrored
+    if mirrored is None:
+        return {}
+    return {
+        "repository_mirror": mirrored.url,
+        "mirror_uploaded_versions": ", ".join(map(str, mirrored.uploaded_versions)) or "none",
+        "mirror_removed_versions": ", ".join(map(str, mirrored.removed_versions)) or "none",
+        "mirror_bytes": mirrored.bytes,
+    }

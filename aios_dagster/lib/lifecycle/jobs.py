@@ -85,6 +85,7 @@ def build_lifecycle_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
                 registry=registry,
                 repository=Path(models.repository),
                 triton=triton,
+                mirror=models.mirror(),
                 actor=config.actor,
                 reason=config.reason,
                 version=config.version,
@@ -108,6 +109,7 @@ def build_lifecycle_jobs(spec: ModelSpec) -> list[dg.JobDefinition]:
                 registry=registry,
                 repository=Path(models.repository),
                 triton=triton,
+                mirror=models.mirror(),
                 actor=config.actor,
                 reason=config.reason,
             )

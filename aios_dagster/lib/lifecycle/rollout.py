@@ -27,6 +27,7 @@ from aios_dagster.lib.serving.projection import (
     CHAMPION_PARAMETER,
     project_versions,
 )
+from aios_dagster.lib.serving.repository_mirror import MirrorReport, RepositoryMirror
 from aios_dagster.lib.serving.triton import TritonResource
 
 CHAMPION = "champion"
@@ -47,6 +48,7 @@ class Deployment:
     challenger: int | None
     canary_share: float
     load_seconds: float
+    mirrored: MirrorReport | None = None
 
     def parameters(self) -> dict[str, str]:
         return serving_parameters(self.champion, self.challenger, self.canary_share)
@@ -91,7 +93,12 @@ def serving_parameters(
 
 
 def deploy(
-    spec: ModelSpec, *, registry: ModelRegistry, repository: Path, triton: TritonResource
+    spec: ModelSpec,
+    *,
+    registry: ModelRegistry,
+    repository: Path,
+    triton: TritonResource,
+    mirror: RepositoryMirror | None = None,
 ) -> Deployment:
     """Make Triton serve the registry's champion and challenger of ``spec`` (idempotent).
 
@@ -120,6 +127,8 @@ def deploy(
         max_batch_size=spec.max_batch_size,
         input_name=spec.input_tensor,
     )
+    # Triton reads the bucket when told to load: the copy must be complete before that.
+    mirrored = mirror.push(repository, spec.triton_model) if mirror else None
     started = time.perf_counter()
     triton.load_model(spec.triton_model)
     return Deployment(
@@ -128,6 +137,7 @@ def deploy(
         challenger,
         share if challenger else 0.0,
         time.perf_counter() - started,
+        mirrored,
     )
 
 
@@ -147,6 +157,7 @@ def promote(
     registry: ModelRegistry,
     repository: Path,
     triton: TritonResource,
+    mirror: RepositoryMirror | None = None,
     actor: str,
     reason: str,
     version: int | None = None,
@@ -171,7 +182,9 @@ def promote(
         registry.clear_alias(
             spec.name, CHALLENGER, actor=actor, reason=f"promoted to {CHAMPION}: {reason}"
         )
-    deployment = deploy(spec, registry=registry, repository=repository, triton=triton)
+    deployment = deploy(
+        spec, registry=registry, repository=repository, triton=triton, mirror=mirror
+    )
     return RolloutResult(
         "promote",
         spec.name,
@@ -190,6 +203,7 @@ def rollback(
     registry: ModelRegistry,
     repository: Path,
     triton: TritonResource,
+    mirror: RepositoryMirror | None = None,
     actor: str,
     reason: str,
 ) -> RolloutResult:
@@ -204,7 +218,9 @@ def rollback(
     registry.set_alias(spec.name, CHAMPION, previous, actor=actor, reason=f"rollback: {reason}")
     if registry.get_alias(spec.name, CHALLENGER) == previous:
         registry.clear_alias(spec.name, CHALLENGER, actor=actor, reason="rolled back to champion")
-    deployment = deploy(spec, registry=registry, repository=repository, triton=triton)
+    deployment = deploy(
+        spec, registry=registry, repository=repository, triton=triton, mirror=mirror
+    )
     return RolloutResult(
         "rollback",
         spec.name,

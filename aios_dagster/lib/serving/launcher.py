@@ -115,7 +115,7 @@ class LocalTritonServer:
 
     def __init__(
         self,
-        model_repository: Path,
+        model_repository: Path | str,
         work_dir: Path,
         *,
         startup_timeout_s: float = 60.0,
@@ -128,7 +128,12 @@ class LocalTritonServer:
         ``extra_args`` are more ``tritonserver`` flags (e.g. ``--trace-config``)."""
         if ports is not None and len(set(ports)) != 3:
             raise ValueError(f"Triton needs three different ports (http, grpc, metrics): {ports}")
-        self.model_repository = Path(model_repository).resolve()
+        # A folder, or an object-storage URL Triton reads itself (s3://host:port/bucket/path).
+        self.model_repository: Path | str = (
+            model_repository
+            if isinstance(model_repository, str) and "://" in model_repository
+            else Path(model_repository).resolve()
+        )
         self.work_dir = Path(work_dir).resolve()
         self.startup_timeout_s = startup_timeout_s
         self.log_verbose = log_verbose
@@ -267,7 +272,7 @@ class LocalTritonServer:
             raise TritonStartError(
                 f"{binary} is missing: reinstall {_PYTRITON_PACKAGE} (a Linux wheel ships it)"
             )
-        if not self.model_repository.is_dir():
+        if isinstance(self.model_repository, Path) and not self.model_repository.is_dir():
             raise TritonStartError(f"model repository {self.model_repository} does not exist")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         (self.work_dir / "cache").mkdir(exist_ok=True)
