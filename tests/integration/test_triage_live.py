@@ -172,7 +172,8 @@ def test_the_daemon_serves_sensor_schedule_and_operator(
 
     # The tag limit: at most one predictions writer at any time, and the queue did hold one.
     writers = sorted(client.runs(tags={PREDICTIONS_WRITER_TAG: "true"}), key=lambda r: r.start)
-    assert len(writers) == 3  # the micro-batch run, the operator's day, the backfill's range
+    # The sensor's micro-batch run, the operator's day, the backfill's range, the re-run.
+    assert len(writers) == 4
     for earlier, later in itertools.pairwise(writers):
         assert earlier.end is not None and later.start is not None
         assert later.start >= earlier.end, f"{earlier.run_id} and {later.run_id} overlapped"
