@@ -25,6 +25,8 @@ from aios_dagster.lib.generator import (
 from aios_dagster.settings import Settings
 from tests.dbt.lake_history import LakeHistory, without_lineage
 
+pytestmark = pytest.mark.slow
+
 SMALL = {"emails_per_week": 80, "customers": 20, "weeks": 2, "seed": 11, "bad_records": False}
 NEW_MAIL = 12
 LATE_AMOUNT = 77.70

@@ -28,6 +28,8 @@ from aios_dagster.settings import Settings
 from tests.dbt.lake_history import LINEAGE, LakeHistory, comparable
 from tests.postgres import scratch
 
+pytestmark = pytest.mark.slow
+
 SMALL = {"emails_per_week": 80, "customers": 20, "weeks": 2, "seed": 5, "bad_records": False}
 FEATURE_TABLES = ("email_features", "training_set", "stg_customers", "stg_transactions")
 

@@ -20,6 +20,8 @@ import yaml
 from tests.deploy.support import DEPLOY, REPO, default_signals, helm_values, production_env
 from tests.deploy.support import user_deployment as code_location
 
+pytestmark = pytest.mark.slow
+
 VENV_BIN = Path(sys.executable).parent
 SERVER_START_TIMEOUT_S = 120
 

@@ -23,6 +23,14 @@ from tests.postgres import scratch
 from tests.triton_fixtures import start_or_fail
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of this package runs on a whole-flow run or a real server: marked slow."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here):
+            item.add_marker(pytest.mark.slow)
+
+
 def _run(tmp: Path, *, drift: bool, warehouse: str = "duckdb") -> Iterator[PipelineRun]:
     if warehouse == "postgres":
         with scratch("database", "aios_e2e") as database:

@@ -48,6 +48,8 @@ from tests.lifecycle.flow_fixtures import (
 )
 from tests.lifecycle.registry_support import fresh_registry
 
+pytestmark = pytest.mark.slow
+
 CLI = str(Path(sys.executable).with_name("aios-dagster"))
 DAY = SCORED_DAY
 DAY_ROWS = 3000
