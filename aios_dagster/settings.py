@@ -48,7 +48,7 @@ class Settings:
     mlflow_tracking_uri: str | None = None  # production: postgresql+psycopg://...
     mlflow_artifact_location: str | None = None  # production: s3://... (object storage)
     model_repository_url: str | None = None  # production: s3://... the Triton fleet loads
-    executor: str = "multiprocess"  # multiprocess (forkserver) | in_process (see lib/executors)
+    executor: str = "multiprocess"  # multiprocess (forkserver) | spawn | in_process (lib/executors)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod

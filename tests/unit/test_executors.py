@@ -17,9 +17,11 @@ def test_jobs_fork_their_steps_from_a_preloaded_server_by_default(tmp_path) -> N
     assert defs.resolve_job_def("microbatch_job").executor_def.name == "in_process"
 
 
-def test_in_process_is_chosen_by_name_and_a_wrong_name_is_refused(tmp_path) -> None:
+def test_the_other_executors_are_chosen_by_name_and_a_wrong_name_is_refused(tmp_path) -> None:
     env = {"AIOS_DATA_DIR": str(tmp_path), "AIOS_EXECUTOR": "in_process"}
     defs = build_definitions(Settings.from_env(env))
     assert defs.resolve_job_def("triage_job").executor_def.name == "in_process"
+    spawn = build_definitions(Settings.from_env({**env, "AIOS_EXECUTOR": "spawn"}))
+    assert spawn.resolve_job_def("triage_job").executor_def.name == "multiprocess"
     with pytest.raises(ValueError, match="AIOS_EXECUTOR='threads'"):
         build_definitions(Settings.from_env({**env, "AIOS_EXECUTOR": "threads"}))
