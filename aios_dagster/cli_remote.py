@@ -43,7 +43,7 @@ def cmd_remote(args: argparse.Namespace) -> dict[str, Any]:
     raise ValueError(args.action)
 
 
-def _print(args: argparse.Namespace, _settings: object = None) -> None:
+def _print(args: argparse.Namespace) -> None:
     from aios_dagster.cli import CliError
     from aios_dagster.lib.operator_api import OperatorError
 

@@ -7,6 +7,10 @@ import pytest
 
 pytest_plugins = ["tests.triton_fixtures"]
 INTEGRATION = "tests/integration"
+# Joins the integration unit, so it never runs beside a whole-flow test: its Triton's OTLP spans
+# went missing in two of three two-worker runs (never alone, nor beside the other serving,
+# unit and inference tests under load); the cause is not found yet.
+WITH_INTEGRATION = ("tests/serving/test_tracing.py",)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -19,7 +23,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class ModuleOrIntegrationPackage(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return INTEGRATION if path.startswith(INTEGRATION + "/") else path
+            if path.startswith(INTEGRATION + "/") or path in WITH_INTEGRATION:
+                return INTEGRATION
+            return path
 
         def _assign_work_unit(self, node: Any) -> None:
             if INTEGRATION in self.workqueue:

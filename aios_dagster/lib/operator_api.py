@@ -28,15 +28,14 @@ FINISHED_BACKFILL = frozenset(
     {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 )
 
+# Every Dagster error type implements the ``Error`` interface, so one spread reads any of them.
 _START_SENSOR = gql(
     """
     mutation($selector: SensorSelector!) {
       startSensor(sensorSelector: $selector) {
         __typename
+        ... on Error { message }
         ... on Sensor { sensorState { status } }
-        ... on PythonError { message }
-        ... on SensorNotFoundError { message }
-        ... on UnauthorizedError { message }
       }
     }"""
 )
@@ -45,10 +44,8 @@ _START_SCHEDULE = gql(
     mutation($selector: ScheduleSelector!) {
       startSchedule(scheduleSelector: $selector) {
         __typename
+        ... on Error { message }
         ... on ScheduleStateResult { scheduleState { status } }
-        ... on PythonError { message }
-        ... on ScheduleNotFoundError { message }
-        ... on UnauthorizedError { message }
       }
     }"""
 )
@@ -57,16 +54,10 @@ _LAUNCH_BACKFILL = gql(
     mutation($params: LaunchBackfillParams!) {
       launchPartitionBackfill(backfillParams: $params) {
         __typename
+        ... on Error { message }
         ... on LaunchBackfillSuccess { backfillId }
-        ... on PythonError { message }
-        ... on PartitionSetNotFoundError { message }
         ... on InvalidStepError { invalidStepKey }
         ... on InvalidOutputError { invalidOutputName }
-        ... on UnauthorizedError { message }
-        ... on RunConflict { message }
-        ... on PresetNotFoundError { message }
-        ... on ConflictingExecutionParamsError { message }
-        ... on NoModeProvidedError { message }
       }
     }"""
 )
@@ -75,13 +66,12 @@ _BACKFILL = gql(
     query($id: String!) {
       partitionBackfillOrError(backfillId: $id) {
         __typename
+        ... on Error { message }
         ... on PartitionBackfill {
           status
           partitionNames
           runs { runId status tags { key value } }
         }
-        ... on BackfillNotFoundError { message }
-        ... on PythonError { message }
       }
     }"""
 )
@@ -90,11 +80,10 @@ _RUNS = gql(
     query($filter: RunsFilter, $limit: Int) {
       runsOrError(filter: $filter, limit: $limit) {
         __typename
+        ... on Error { message }
         ... on Runs {
           results { runId jobName status startTime endTime tags { key value } }
         }
-        ... on PythonError { message }
-        ... on InvalidPipelineRunsFilterError { message }
       }
     }"""
 )

@@ -19,6 +19,7 @@ import yaml
 
 from tests.deploy.support import DEPLOY, REPO, default_signals, helm_values, production_env
 from tests.deploy.support import user_deployment as code_location
+from tests.net import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -94,12 +95,6 @@ def test_entry_point_is_the_code_server_the_chart_configures() -> None:
     assert module_args == location["dagsterApiGrpcArgs"] == ["-m", "aios_dagster.definitions"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for_port(server: subprocess.Popen[str], port: int) -> None:
     """The server binds its port after loading the definitions (it exits if they fail)."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -132,7 +127,7 @@ def test_entry_point_loads_the_definitions(tmp_path: Path) -> None:
         "GX_ANALYTICS_ENABLED": "false",
         "DO_NOT_TRACK": "1",
     }
-    port = _free_port()
+    port = free_port()
     cmd = image_cmd()
     # Loopback and a free port: the image's 0.0.0.0:3030 is for the pod network.
     cmd[cmd.index("-h") + 1] = "127.0.0.1"

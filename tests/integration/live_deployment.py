@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from tests.deploy.support import DEPLOY, default_signals
+from tests.net import free_port
 from tests.postgres import scratch
 
 LOCATION = "aios_dagster"
@@ -34,12 +34,6 @@ class Deployment:
     home: Path
     env: dict[str, str]
     logs: Path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _descendants(pid: int) -> list[int]:
@@ -87,12 +81,12 @@ def stop_tree(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
         proc.wait(timeout=5)
 
 
-def _instance_yaml(database: str) -> str:
+def _instance_yaml() -> str:
+    """deploy/dagster.yaml's storage (its database from AIOS_PG_DAGSTER_DB) and run queue."""
     deployed = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
     config = {key: deployed[key] for key in ("storage", "run_coordinator", "telemetry")}
     # The daemon checks the queue often enough for a test; production keeps Dagster's default.
     config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
-    assert database  # the storage section reads it from AIOS_PG_DAGSTER_DB
     return yaml.safe_dump(config)
 
 
@@ -103,7 +97,7 @@ def deployment(tmp: Path, env: dict[str, str], artifacts: Path) -> Iterator[Depl
     with scratch("database", "aios_live") as database:
         home = tmp / "dagster_home"
         home.mkdir()
-        (home / "dagster.yaml").write_text(_instance_yaml(database))
+        (home / "dagster.yaml").write_text(_instance_yaml())
         workspace = tmp / "workspace.yaml"
         module = {"module_name": "aios_dagster.definitions", "location_name": LOCATION}
         workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": module}]}))

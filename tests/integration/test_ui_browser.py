@@ -10,7 +10,6 @@ download: ``make test`` installs the ``chromium`` package). Screenshots are kept
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from aios_dagster.cli_models import mlflow_ui_command
 from aios_dagster.lib.monitoring.workspace import DriftWorkspace
 from tests.deploy.support import default_signals
 from tests.integration.pipeline import PipelineRun
+from tests.net import free_port
 
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts" / "ui"
 CHROMIUM = "/usr/bin/chromium"
@@ -41,12 +41,6 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 MODEL = "email_router"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -130,7 +124,7 @@ def test_dagster_evidently_and_mlflow_uis_show_the_platform(
         "DO_NOT_TRACK": "1",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     }
-    ports = {name: _free_port() for name in ("dagster", "evidently", "mlflow")}
+    ports = {name: free_port() for name in ("dagster", "evidently", "mlflow")}
     webserver = [
         str(Path(sys.executable).with_name("dagster-webserver")),
         *("-h", "127.0.0.1", "-p", str(ports["dagster"]), "-m", "aios_dagster.definitions"),

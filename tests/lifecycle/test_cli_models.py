@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 from aios_dagster.cli import main
 from aios_dagster.lib.lifecycle.registry import ModelRegistry
 from tests.lifecycle.registry_support import fresh_registry, register
+from tests.net import free_port
 
 CLI = str(Path(sys.executable).with_name("aios-dagster"))
 
@@ -160,12 +160,6 @@ def test_every_subcommand_and_option_has_help(capsys) -> None:
             assert "--reason REASON" in text and "default: $USER" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url: str) -> tuple[int, dict]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -196,7 +190,7 @@ def _default_signals() -> None:
 def test_mlflow_ui_serves_the_registry_on_loopback_and_stops(registry, data: Path) -> None:
     register(registry, 1)
     registry.set_alias("router", "champion", 1, actor="ann", reason="first")
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AIOS_DATA_DIR": str(data)}
     proc = subprocess.Popen(
         [CLI, "mlflow-ui", "--port", str(port)],

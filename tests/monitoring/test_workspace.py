@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,6 +33,7 @@ from aios_dagster.lib.monitoring.reports import (
 )
 from aios_dagster.lib.monitoring.workspace import DRIFT_TAB, QUALITY_TAB, DriftWorkspace
 from aios_dagster.settings import Settings
+from tests.net import free_port
 
 CLI = str(Path(sys.executable).with_name("aios-dagster"))
 MODEL = "email_router"
@@ -193,12 +193,6 @@ def test_a_report_with_its_data(tmp_path: Path, snapshots) -> None:
     assert sorted(d.row_count for d in datasets) == [120, 120]  # current and reference
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _call(url: str, body: dict | None = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
@@ -235,7 +229,7 @@ def test_drift_ui_serves_the_workspace_and_stops(tmp_path: Path, snapshots) -> N
     settings = Settings.from_env({"AIOS_DATA_DIR": str(data)})
     workspace, runs = _filled(settings.drift_workspace_dir, snapshots)
     project_id = workspace.project_id(MODEL)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [CLI, "drift-ui", "--port", str(port)],
@@ -306,7 +300,7 @@ def test_drift_ui_without_a_workspace_says_how_to_make_one(tmp_path: Path) -> No
     data = tmp_path / "data"
     data.mkdir()
     done = subprocess.run(
-        [CLI, "drift-ui", "--port", str(_free_port())],
+        [CLI, "drift-ui", "--port", str(free_port())],
         env={**os.environ, "AIOS_DATA_DIR": str(data)},
         capture_output=True,
         text=True,

@@ -8,7 +8,6 @@ standard AWS variables, exactly as a pod on Kubernetes reads MinIO or S3.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from aios_dagster.lib.serving.launcher import LocalTritonServer
 from aios_dagster.lib.serving.linear_model import LinearHeadsModel
 from aios_dagster.lib.serving.repository_mirror import MirrorError, RepositoryMirror
 from aios_dagster.lib.serving.triton import TritonInferenceError, TritonResource
+from tests.net import free_port
 from tests.serving.test_projection import OUTPUTS, project
 from tests.triton_fixtures import assert_matches_model, random_features, start_or_fail
 
@@ -28,16 +28,10 @@ NAME = "mirrored"
 HEADS = {"queue": 6, "priority": 3}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
     """A local S3 endpoint; the AWS variables point every client (s3fs, Triton) at it."""
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

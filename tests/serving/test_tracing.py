@@ -152,7 +152,8 @@ def test_triton_joins_the_trace_of_the_run_that_called_it(
         finally:
             server.stop()
     names = {s.name for s in server_spans}
-    assert "InferRequest" in names, (names, server.log_path.read_text()[-2000:])
+    received = sorted({(s.trace_id, s.name) for s in collector.spans})
+    assert "InferRequest" in names, (trace_id, received, server.log_path.read_text()[-2000:])
     (request,) = [s for s in server_spans if s.name == "InferRequest"]
     assert request.parent_span_id == f"{ours.context.span_id:016x}"
     assert any(s.parent_span_id == request.span_id for s in server_spans)  # model, compute

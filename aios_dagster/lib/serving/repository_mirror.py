@@ -56,12 +56,7 @@ class RepositoryMirror:
 
     def remote_versions(self, model_name: str) -> list[int]:
         fs, root = self._fs()
-        try:
-            entries = fs.ls(f"{root}/{model_name}", detail=False, refresh=True)
-        except FileNotFoundError:
-            return []
-        names = (str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries)
-        return sorted(int(name) for name in names if name.isdigit() and int(name) > 0)
+        return _versions(self._sizes(fs, f"{root}/{model_name}"))
 
     def push(self, repository: Path, model_name: str) -> MirrorReport:
         """Make the bucket's copy of ``model_name`` equal the local one (order in the module
@@ -70,29 +65,30 @@ class RepositoryMirror:
         local_dir = Path(repository) / model_name
         remote_dir = f"{root}/{model_name}"
         local = list_versions(repository, model_name)
-        remote = self.remote_versions(model_name)
-        present = self._sizes(fs, remote_dir)
+        present = self._sizes(fs, remote_dir)  # one listing: versions and sizes both come from it
         uploaded: set[int] = set()
         files = size = 0
+
+        def put(path: Path, relative: str) -> None:
+            nonlocal files, size
+            self._put(fs, path, f"{remote_dir}/{relative}")
+            files, size = files + 1, size + path.stat().st_size
+
         for version in local:
             for path in _files(local_dir / str(version)):
                 relative = path.relative_to(local_dir).as_posix()
-                if present.get(relative) == path.stat().st_size:
-                    continue
-                self._put(fs, path, f"{remote_dir}/{relative}")
-                uploaded.add(version)
-                files, size = files + 1, size + path.stat().st_size
+                if present.get(relative) != path.stat().st_size:
+                    put(path, relative)
+                    uploaded.add(version)
         # Top-level files Triton and readers use; hidden ones (the projection's lock) stay local.
         for path in sorted(p for p in local_dir.iterdir() if p.is_file() and p.name[0] != "."):
-            self._put(fs, path, f"{remote_dir}/{path.name}")
-            files, size = files + 1, size + path.stat().st_size
-        removed = [v for v in remote if v not in local]
+            put(path, path.name)
+        removed = [v for v in _versions(present) if v not in local]
         for version in removed:
             try:
                 fs.rm(f"{remote_dir}/{version}", recursive=True)
             except OSError as exc:
                 raise MirrorError(f"removing {remote_dir}/{version}: {exc}") from exc
-        fs.invalidate_cache()
         return MirrorReport(self.url, tuple(sorted(uploaded)), tuple(removed), files, size)
 
     @staticmethod
@@ -123,3 +119,9 @@ def _files(directory: Path) -> list[Path]:
         for path in directory.rglob("*")
         if path.is_file() and not any(part.startswith(STAGING_PREFIX) for part in path.parts)
     )
+
+
+def _versions(sizes: dict[str, int]) -> list[int]:
+    """Version numbers with at least one object, from the relative paths of a listing."""
+    tops = {relative.split("/", 1)[0] for relative in sizes if "/" in relative}
+    return sorted(int(top) for top in tops if top.isdigit() and int(top) > 0)
