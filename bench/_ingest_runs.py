@@ -194,6 +194,8 @@ def child_measure(path: str, workdir: Path, reps: int, budget_s: float) -> dict[
     """
     if path in ("ours", "pyarrow_plus_pii"):
         import great_expectations  # noqa: F401  (imported lazily by validate_frame: not work)
+    from aios_dagster.lib.connectors.phones import forget_seen_numbers
+
     work = Work(workdir)
     run = FACTORIES[path](work)
     started = time.perf_counter()
@@ -210,6 +212,7 @@ def child_measure(path: str, workdir: Path, reps: int, budget_s: float) -> dict[
     for _ in range(reps):
         if times and spent + times[-1] > budget_s:
             break  # one more rep would overrun the budget: report fewer, the JSON says so
+        forget_seen_numbers()  # each rep meets the export's numbers as a new run's process does
         started, cpu_started = time.perf_counter(), time.process_time()
         last = run(f"{path}-rep")
         times.append(time.perf_counter() - started)

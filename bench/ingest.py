@@ -26,8 +26,10 @@ In one run it measures rows/s of
 Each path runs in its own fresh subprocess (so peak memories do not contaminate each other):
 imports, one warm-up (the first 100k-row batch for (a) and (c2), which is all they need to load
 their lazy imports and compile their regexes; the whole file for the floors), then ``--reps``
-timed runs (fewer if ``--budget-s`` per path would be exceeded; the JSON says how many ran);
-the median wall time is reported as rows/s, with the CPU time of every thread next to it (this
+timed runs (fewer if ``--budget-s`` per path would be exceeded; the JSON says how many ran),
+each with the phone matcher's cache emptied: a run's step process starts without the numbers an
+earlier run parsed (figures before 2026-12-07 kept it across reps, which flattered ours).
+The median wall time is reported as rows/s, with the CPU time of every thread next to it (this
 2-core box is shared, so wall time is noisy and CPU time is the steadier number). Peak memory is
 the child's ``VmHWM`` over its whole life (``process``) and, after the warm-up hands freed
 memory back and ``/proc/self/clear_refs`` resets the mark, ``VmHWM`` over the timed reps minus

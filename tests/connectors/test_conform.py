@@ -143,3 +143,28 @@ def test_a_batch_in_many_chunks_conforms_as_one_does() -> None:
 
     assert many.to_pylist() == one.to_pylist() and many.schema == one.schema
     assert many_failures == one_failures and len(one_failures) > 0
+
+
+def test_the_timestamp_byte_check_agrees_with_the_plain_pattern() -> None:
+    """The numpy check of the commonest form decides exactly as the regex it stands in for."""
+    import random
+
+    import pyarrow.compute as pc
+
+    from aios_dagster.lib.connectors.conform import _PLAIN_TIMESTAMP, _plain_timestamps
+
+    rng = random.Random(7)
+    base = "2026-01-01T00:00:00Z"
+    alphabet = "0123456789-T:Z+.1x é"
+    values: list[str | None] = [base, "1999-12-31T23:59:59Z", "2100-01-01T00:00:00Z", None, ""]
+    for _ in range(20_000):
+        chars = list(base)
+        for _ in range(rng.randint(1, 3)):
+            chars[rng.randrange(len(chars))] = rng.choice(alphabet)
+        values.append("".join(chars))
+    values += ["2026-01-01T10:11:12.5+01:00", "2026-01-01T00:00:00-05:30", "20260101T000000Z"]
+    raw = pa.array(values, pa.string())
+
+    for array in (raw, raw.slice(3), raw.cast(pa.large_string())):
+        expected = pc.fill_null(pc.match_substring_regex(array, _PLAIN_TIMESTAMP), False)
+        assert _plain_timestamps(array).to_pylist() == expected.to_pylist()
