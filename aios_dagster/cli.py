@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     from aios_dagster.cli_remote import add_remote_commands
 
     add_remote_commands(sub, fmt)
+    from aios_dagster.cli_serve import add_serve_commands
+
+    add_serve_commands(sub, fmt)
     return parser
 
 
@@ -428,7 +431,7 @@ def _run(args: argparse.Namespace) -> None:
         cmd_explain(args, settings)
     elif args.command == "quarantine":
         cmd_quarantine(args, settings)
-    elif args.command in ("models", "mlflow-ui", "drift-ui", "audit", "metrics"):
+    elif args.command in ("models", "mlflow-ui", "drift-ui", "audit", "metrics", "serve"):
         args.run(args, settings)
 
 

@@ -20,6 +20,7 @@ from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.lifecycle.registry import ModelRegistry
 from aios_dagster.lib.lifecycle.store import ModelStore
 from aios_dagster.lib.monitoring.store import ReportStore
+from aios_dagster.lib.realtime.online_store import OnlineStoreResource
 from aios_dagster.lib.serving.triton import TritonResource
 from aios_dagster.lib.warehouse import WarehouseResource
 from aios_dagster.settings import Settings
@@ -93,6 +94,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             artifact_location=settings.registry_artifact_location,
         ),
         "triton": triton_resource(settings),
+        "online_store": OnlineStoreResource(url=settings.online_store),
         "reports": ReportStore(
             root=str(settings.reports_dir),
             workspace=str(settings.drift_workspace_dir),

@@ -49,6 +49,7 @@ class Settings:
     mlflow_artifact_location: str | None = None  # production: s3://... (object storage)
     model_repository_url: str | None = None  # production: s3://... the Triton fleet loads
     executor: str = "multiprocess"  # multiprocess (forkserver) | spawn | in_process (lib/executors)
+    online_store_url: str | None = None  # redis://... in production; SQLite under data/ embedded
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -83,6 +84,7 @@ class Settings:
             mlflow_artifact_location=env.get("AIOS_MLFLOW_ARTIFACT_LOCATION") or None,
             model_repository_url=env.get("AIOS_MODEL_REPOSITORY_URL") or None,
             executor=env.get("AIOS_EXECUTOR", "multiprocess"),
+            online_store_url=env.get("AIOS_ONLINE_STORE_URL") or None,
             extra={
                 key: env[var] for key, var in (("project_dir", "AIOS_PROJECT_DIR"),) if var in env
             },
@@ -118,6 +120,16 @@ class Settings:
     @property
     def lake_dir(self) -> Path:
         return self.data_dir / "lake"
+
+    @property
+    def live_mailbox_dir(self) -> Path:
+        """Where the embedded real-time handler watches for mail (no broker needed)."""
+        return self.sources_dir / "mailbox" / "live"
+
+    @property
+    def online_store(self) -> str:
+        """The online store's URL: ``AIOS_ONLINE_STORE_URL``, else a SQLite file of the data."""
+        return self.online_store_url or f"sqlite:///{self.data_dir / 'state' / 'online.sqlite'}"
 
     @property
     def cursors_dir(self) -> Path:
@@ -173,6 +185,11 @@ class Settings:
     def connectors_dir(self) -> Path:
         """Where the connector Components are declared (``<name>/defs.yaml`` each)."""
         return Path(_PACKAGE_DIR) / "defs" / "ingest"
+
+    @property
+    def handlers_dir(self) -> Path:
+        """Where the real-time handler Components are declared (``<name>/defs.yaml`` each)."""
+        return Path(_PACKAGE_DIR) / "defs" / "realtime"
 
     @property
     def models_dir(self) -> Path:

@@ -47,7 +47,7 @@ def _any_file_pattern(pattern: str) -> str:
     return f"{folder}/*" if folder else "*"
 
 
-def _frame(rows: list[dict[str, object]]) -> pa.Table:
+def emails_table(rows: list[dict[str, object]]) -> pa.Table:
     frame = pd.DataFrame(rows, columns=list(EMAIL_COLUMNS))
     frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
     return pa.Table.from_pandas(frame, preserve_index=False)
@@ -110,7 +110,7 @@ class MailboxReader:
                 return
             cursor = mark_ingested(cursor, *listed)
             yield SourceBatch(
-                table=_frame([self._parse(f).__dict__ for f in chunk]),
+                table=emails_table([self._parse(f).__dict__ for f in chunk]),
                 batch_id=_batch_id(listed),
                 source=self.listing.source,
                 cursor=cursor,

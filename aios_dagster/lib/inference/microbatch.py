@@ -13,8 +13,6 @@ micro-batch parts with its own (same ``date=`` prefix). Canary routing is the ba
 (``batch.score``): by record id, so an email goes to the same version whichever run scores it.
 """
 
-import hashlib
-from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,10 +25,9 @@ from pydantic import Field
 from aios_dagster.lib import tracing
 from aios_dagster.lib.inference.batch import score
 from aios_dagster.lib.inference.catalog import ModelSpec
-from aios_dagster.lib.inference.decision_log import DECISION_LOG, log_part
 from aios_dagster.lib.inference.failures import permanent_errors_fail_at_once
-from aios_dagster.lib.inference.log_chain import CHAIN_KEY, Link, seal
-from aios_dagster.lib.inference.scoring import predictions_part
+from aios_dagster.lib.inference.log_chain import CHAIN_KEY
+from aios_dagster.lib.inference.new_decisions import write_new_decisions
 from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.orchestration import PREDICTIONS_WRITER_TAG
@@ -101,34 +98,22 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
             permanent_errors_fail_at_once(f"{spec.name}_microbatch"),
         ):
             decisions, result = score(spec, table, triton, context.run_id)
-        days = pc.cast(
-            pc.assume_timezone(table.column(spec.time_column), "UTC")
-            if table.schema.field(spec.time_column).type.tz is None
-            else table.column(spec.time_column),
-            pa.timestamp("us", tz="UTC"),
+        written = write_new_decisions(
+            lake,
+            dataset=dataset,
+            model=spec.triton_model,
+            version=result.model_version,
+            decisions=decisions,
+            times=table.column(spec.time_column),
+            run_id=context.run_id,
+            tag="mb",
         )
-        by_day: dict[date, list[int]] = defaultdict(list)
-        sealed: list[Link] = []
-        for i, ts in enumerate(days.to_pylist()):
-            by_day[ts.astimezone(UTC).date()].append(i)
-        for day, rows in sorted(by_day.items()):
-            part_rows = decisions.take(pa.array(rows))
-            digest = hashlib.sha1(
-                "\n".join(part_rows.column("record_id").to_pylist()).encode(),
-                usedforsecurity=False,
-            ).hexdigest()[:16]
-            part = f"{predictions_part(day, spec.triton_model, result.model_version)}__mb={digest}"
-            lake.write(dataset, part_rows, part=part)
-            # The log part after the predictions part: only decisions that took effect.
-            log_name = log_part(context.run_id, part)
-            lake.write(DECISION_LOG, part_rows, part=log_name)
-            sealed.append(seal(lake.dataset_dir(DECISION_LOG), spec.triton_model, log_name))
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": decisions.num_rows,
                 "candidates": candidates.num_rows,
                 "already_scored": candidates.num_rows - new.num_rows,
-                "days": [d.isoformat() for d in sorted(by_day)],
+                "days": [d.isoformat() for d in written.days],
                 "needs_review": int(pc.sum(decisions.column("needs_review")).as_py() or 0),
                 "model_version": result.model_version,
                 "challenger_version": result.challenger_version,
@@ -136,7 +121,7 @@ def build_microbatch_asset(spec: ModelSpec) -> dg.AssetsDefinition:
                 "requests": result.requests,
                 "retries": result.retries,
                 # The chain heads in Dagster's event log: an independent copy (``log_chain``).
-                CHAIN_KEY: dg.MetadataValue.json({link.part: link.head for link in sealed}),
+                CHAIN_KEY: dg.MetadataValue.json({link.part: link.head for link in written.sealed}),
             }
         )
 

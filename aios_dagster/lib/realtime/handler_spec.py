@@ -1,0 +1,112 @@
+"""A real-time handler as declared in YAML: its event source, batching and pipeline of steps.
+
+Declared beside the model it serves (``defs/realtime/<name>/defs.yaml``); adding a handler for
+another model or mailbox is another such file. The steps are names from ``steps.STEPS``, in
+order; each step says what it needs and what it gives, so a pipeline that reads something no
+earlier step gave fails when the definitions load, naming the file and the step.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import dagster as dg
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from aios_dagster.lib.realtime.folder_source import FolderSourceConfig
+from aios_dagster.lib.realtime.kafka_source import KafkaSourceConfig
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# What each step reads and writes on the work item (``steps.Work``).
+STEP_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "parse": ((), ("parsed",)),
+    "land": (("parsed",), ("landed",)),
+    "features": (("landed",), ("features",)),
+    "score": (("features",), ("decisions",)),
+    "persist": (("decisions",), ("persisted",)),
+}
+DEFAULT_STEPS = list(STEP_IO)
+
+
+class KafkaSource(KafkaSourceConfig):
+    kind: Literal["kafka"] = "kafka"
+
+
+class FolderSource(FolderSourceConfig):
+    kind: Literal["folder"] = "folder"
+
+
+_SOURCE: TypeAdapter[KafkaSource | FolderSource] = TypeAdapter(
+    Annotated[KafkaSource | FolderSource, Field(discriminator="kind")]
+)
+
+
+class BatchConfig(dg.Model, dg.Resolvable):
+    """How many events one pass takes: bounded in-flight work is the backpressure."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_events: int = Field(default=100, gt=0, le=10_000)
+    linger_ms: int = Field(default=20, ge=0)  # how long a pass waits for more events
+
+
+class ChecksConfig(dg.Model, dg.Resolvable):
+    """Thresholds of the handler's checks in Dagster (``realtime.checks``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_days: int = Field(default=7, gt=0)  # how far back reconciliation looks
+    grace_minutes: float = Field(default=10.0, ge=0)  # mail this young may still be in flight
+    max_lag: int = Field(default=1_000, ge=0)
+    max_latency_s: float = Field(default=5.0, gt=0)
+    stale_after_s: float = Field(default=120.0, gt=0)
+
+
+class HandlerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    model: str  # a ModelComponent's name: whose features, Triton model and policy
+    connector: str  # a ConnectorComponent's name: whose PII policy, schema and contract land mail
+    description: str = ""
+    source: dict[str, Any]  # ``kind: kafka`` or ``kind: folder`` and its settings (see below)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    steps: list[str] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+    report_every_s: float = Field(default=30.0, gt=0)  # how often Dagster hears of the handler
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    enabled: bool = True
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HandlerSpec:
+        where = self.path or self.name
+        self.source_config()  # a bad source fails here, naming the file and the field
+        if not _NAME.match(self.name):
+            raise ValueError(f"{where}: handler name {self.name!r} must be snake_case")
+        given: set[str] = set()
+        for step in self.steps:
+            if step not in STEP_IO:
+                raise ValueError(f"{where}: steps: unknown step {step!r} (known: {list(STEP_IO)})")
+            needs, gives = STEP_IO[step]
+            missing = [n for n in needs if n not in given]
+            if missing:
+                raise ValueError(
+                    f"{where}: steps: {step!r} needs {missing}, which no step before it gives"
+                )
+            given.update(gives)
+        if "persisted" not in given:
+            raise ValueError(f"{where}: steps: the pipeline must end in 'persist'")
+        return self
+
+    def source_config(self) -> KafkaSource | FolderSource:
+        """The source, validated for its kind (kept a plain mapping for the Components'
+        templating, like a connector's ``source``)."""
+        try:
+            return _SOURCE.validate_python(self.source)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"source.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"{self.path or self.name}: {problems}") from None

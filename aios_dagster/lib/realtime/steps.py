@@ -1,0 +1,168 @@
+"""The handler's steps: each takes the work item a pass carries and adds what it gives.
+
+They reuse the batch path's own pieces, so a decision made here is the decision the batch
+path would make for the same email: the mailbox connector's parser, PII policy, conformance
+and contract (``land``), the feature table's definitions (``features``, see
+``online_features``), the scorer with its signature check, canary routing and audit fields
+(``score``), and the micro-batch path's per-day parts and decision log (``persist``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from aios_dagster.lib.connectors.batch_steps import prepare_batch
+from aios_dagster.lib.connectors.connector_report import ConnectorReport
+from aios_dagster.lib.connectors.mailbox import parse_message
+from aios_dagster.lib.connectors.mailbox_source import emails_table
+from aios_dagster.lib.connectors.pii_policy import TokenCache
+from aios_dagster.lib.connectors.source import SourceBatch
+from aios_dagster.lib.connectors.spec import ConnectorSpec
+from aios_dagster.lib.contracts.runner import Contract
+from aios_dagster.lib.inference.batch import Scored, score
+from aios_dagster.lib.inference.catalog import ModelSpec
+from aios_dagster.lib.inference.microbatch import unscored
+from aios_dagster.lib.inference.new_decisions import Written, write_new_decisions
+from aios_dagster.lib.lake import LakeResource
+from aios_dagster.lib.realtime.events import Event
+from aios_dagster.lib.realtime.online_features import Windows, email_features
+from aios_dagster.lib.realtime.online_store import KeyValueStore
+from aios_dagster.lib.serving.triton import TritonResource
+
+REALTIME_TAG = "rt"  # predictions parts written by a handler: date=...__rt=<hash>
+
+
+@dataclass
+class HandlerContext:
+    """What the steps of one handler share for its whole life."""
+
+    name: str
+    model: ModelSpec
+    connector: ConnectorSpec
+    contract: Contract
+    lake: LakeResource
+    tokens: TokenCache
+    store: KeyValueStore
+    windows: Windows
+    triton: TritonResource
+    run_id: str  # the handler's id in the decision rows: "realtime:<name>"
+
+    @property
+    def predictions(self) -> str:
+        return f"{self.model.name}_predictions"
+
+
+@dataclass
+class Work:
+    """One pass of the pipeline over a batch of events."""
+
+    events: list[Event]
+    replay: bool = False  # some events may have been decided before (first pass, a retry)
+    parsed: pa.Table | None = None
+    landed: pa.Table | None = None
+    features: pa.Table | None = None
+    decisions: pa.Table | None = None
+    scored: Scored | None = None
+    written: Written | None = None
+    report: ConnectorReport | None = None
+    already_decided: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def batch_id(events: list[Event]) -> str:
+    """Deterministic for the same events: a replay of the same batch rewrites its raw part."""
+    digest = hashlib.sha1(
+        "\n".join(e.ref for e in events).encode(), usedforsecurity=False
+    ).hexdigest()[:16]
+    return f"rt-{digest}"
+
+
+def parse(ctx: HandlerContext, work: Work) -> None:
+    """Each message as the mailbox connector parses a file; what is not an email is still a
+    row, with ``parse_error`` set, which the contract sends to quarantine with that reason."""
+    rows = [
+        parse_message(e.value, e.name, delivered_at=e.published_at).__dict__ for e in work.events
+    ]
+    work.parsed = emails_table(rows)
+
+
+def land(ctx: HandlerContext, work: Work) -> None:
+    """PII policy, conformance and contract of the connector, then the raw and quarantine parts:
+    the email is in ``raw_<dataset>`` (and the batch path sees it) before it is decided."""
+    assert work.parsed is not None
+    now = datetime.now(UTC)
+    report = ConnectorReport(connector=ctx.connector.name, source=work.events[0].source)
+    batch = SourceBatch(
+        table=work.parsed,
+        batch_id=batch_id(work.events),
+        source=work.events[0].source,
+        cursor={},
+        row_refs=[e.ref for e in work.events],
+    )
+    split = prepare_batch(
+        ctx.connector,
+        batch,
+        ctx.contract,
+        lake=ctx.lake,
+        pii=ctx.tokens,
+        ingested_at=now,
+        report=report,
+    )
+    split.write(ctx.lake)
+    work.report = report
+    work.landed = split.landed if split.landed is not None else work.parsed.slice(0, 0)
+
+
+def features(ctx: HandlerContext, work: Work) -> None:
+    assert work.landed is not None
+    if not work.landed.num_rows:
+        work.features = None
+        return
+    work.features = email_features(ctx.model, work.landed, ctx.store, ctx.windows)
+
+
+def decide(ctx: HandlerContext, work: Work) -> None:
+    """Score on Triton; on a replay, emails that already have a current decision keep it."""
+    if work.features is None or not work.features.num_rows:
+        return
+    table = work.features
+    if work.replay:
+        first = pc.min(table.column(ctx.model.time_column)).as_py()
+        since = (first.astimezone(UTC) - timedelta(days=1)).date()
+        table = unscored(table, ctx.model.id_column, ctx.lake, ctx.predictions, since)
+        work.already_decided = work.features.num_rows - table.num_rows
+        if not table.num_rows:
+            return
+    work.decisions, work.scored = score(ctx.model, table, ctx.triton, ctx.run_id)
+    work.features = table
+
+
+def persist(ctx: HandlerContext, work: Work) -> None:
+    """The decisions into the predictions dataset and the decision log, per email day."""
+    if work.decisions is None or work.scored is None or work.features is None:
+        return
+    work.written = write_new_decisions(
+        ctx.lake,
+        dataset=ctx.predictions,
+        model=ctx.model.triton_model,
+        version=work.scored.model_version,
+        decisions=work.decisions,
+        times=work.features.column(ctx.model.time_column),
+        run_id=ctx.run_id,
+        tag=REALTIME_TAG,
+    )
+
+
+STEPS: dict[str, Callable[[HandlerContext, Work], None]] = {
+    "parse": parse,
+    "land": land,
+    "features": features,
+    "score": decide,
+    "persist": persist,
+}
