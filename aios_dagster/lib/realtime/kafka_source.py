@@ -46,6 +46,7 @@ class KafkaEventSource:
                 **config.client,
             }
         )
+        self._fetched: dict[int, int] = {}  # partition -> offset after the last one fetched
         self._assignment = self._assign()
 
     def describe(self) -> str:
@@ -83,6 +84,9 @@ class KafkaEventSource:
                 if error.fatal() or not error.retriable():
                     raise self._error(f"consumer error: {error}")
                 continue  # librdkafka retries these itself
+            self._fetched[message.partition()] = max(
+                self._fetched.get(message.partition(), 0), message.offset() + 1
+            )
             kind, stamp = message.timestamp()
             published = datetime.fromtimestamp(stamp / 1000, UTC) if stamp and kind else None
             events.append(
@@ -129,12 +133,18 @@ class KafkaEventSource:
         self._consumer.resume(self._consumer.assignment())
 
     def lag(self) -> int | None:
+        """Messages after the committed offsets: what is not durably decided yet.
+
+        The end of a partition is the broker's high watermark or, if it is behind what this
+        consumer has already fetched (a broker may report it per record batch), the latter.
+        """
         total = 0
         try:
-            positions = self._consumer.position(self._consumer.assignment())
-            for tp in positions:
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
-                total += max(high - tp.offset, 0) if tp.offset >= 0 else high
+            committed = self._consumer.committed(self._consumer.assignment(), timeout=5)
+            for tp in committed:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=5, cached=False)
+                end = max(high, self._fetched.get(tp.partition, 0))
+                total += max(end - (tp.offset if tp.offset >= 0 else low), 0)
         except KafkaException:
             return None
         return total
