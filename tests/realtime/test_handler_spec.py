@@ -63,7 +63,10 @@ def test_the_shipped_handlers_load_and_kafka_only_where_a_broker_is_configured(
             r"source\.kafka\.bootstrap_servers: Field required",
         ),
         ("  source: {kind: pigeon}\n", "source"),
-        ("  source: {kind: folder, path: /x}\n  batch: {max_events: 0}\n", r"max_events.*greater than 0"),
+        (
+            "  source: {kind: folder, path: /x}\n  batch: {max_events: 0}\n",
+            r"max_events.*greater than 0",
+        ),
     ],
 )
 def test_a_broken_declaration_names_the_file_and_what_is_wrong(

@@ -49,33 +49,32 @@ def reconcile(
         return result
     decided_parts = [str(p) for p in lake.parts(predictions_dataset, "date=")]
     cutoff = (now or datetime.now(UTC)) - timedelta(minutes=grace_minutes)
+    landed = (
+        f"select distinct {id_column} as id from read_parquet($raw, union_by_name = true) "
+        f"where {time_column} <= $cutoff and {time_column} >= (select max({time_column}) "
+        f"from read_parquet($raw, union_by_name = true)) - interval '{int(window_days)} days'"
+    )
+    decided = (
+        "select record_id as id, count(*) as n from read_parquet($decided, union_by_name = true) "
+        "group by 1"
+        if decided_parts
+        else "select ''::varchar as id, 0 as n limit 0"
+    )
+    params: dict[str, object] = {"raw": raw, "cutoff": cutoff}
+    if decided_parts:
+        params["decided"] = decided_parts
     with duckdb.connect() as conn:
         conn.execute("set TimeZone = 'UTC'")
-        conn.execute(
-            f"create temp view landed as select distinct {id_column} as id from read_parquet(?, "
-            f"union_by_name = true) where {time_column} <= ? and {time_column} >= "
-            f"(select max({time_column}) from read_parquet(?, union_by_name = true)) - "
-            f"interval '{int(window_days)} days'",
-            [raw, cutoff, raw],
-        )
-        if decided_parts:
-            conn.execute(
-                "create temp view decided as select record_id as id, count(*) as n "
-                "from read_parquet(?, union_by_name = true) group by 1",
-                [decided_parts],
-            )
-        else:
-            conn.execute("create temp view decided as select ''::varchar as id, 0 as n limit 0")
-        result.landed = conn.sql("select count(*) from landed").fetchone()[0]  # type: ignore[index]
-        result.decided = conn.sql("select count(*) from landed join decided using (id)").fetchone()[
-            0
-        ]  # type: ignore[index]
-        missing = conn.sql(
-            "select l.id from landed l anti join decided d on l.id = d.id order by 1"
+        rows = conn.execute(
+            f"with landed as ({landed}), decided as ({decided}) "
+            "select l.id, coalesce(d.n, 0) as n from landed l left join decided d on l.id = d.id "
+            "order by l.id",
+            params,
         ).fetchall()
-        twice = conn.sql(
-            "select d.id from decided d semi join landed l on l.id = d.id where d.n > 1 order by 1"
-        ).fetchall()
+    missing = [r for r in rows if r[1] == 0]
+    twice = [r for r in rows if r[1] > 1]
+    result.landed = len(rows)
+    result.decided = len(rows) - len(missing)
     result.missing, result.twice = len(missing), len(twice)
     result.missing_sample = [r[0] for r in missing[:10]]
     result.twice_sample = [r[0] for r in twice[:10]]
