@@ -8,6 +8,7 @@ transaction history, never decided before.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -145,3 +146,157 @@ def test_kafka_mail_is_decided_once_and_poison_is_quarantined(
     )
     assert result.twice == 0, result
     assert not set(result.missing_sample) & set(mail), result
+
+
+class _CrashOnCommit:
+    """The source, but the process 'dies' right after the decisions are durable."""
+
+    def __init__(self, inner: KafkaEventSource) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def commit(self, events: object) -> None:
+        raise SystemExit("killed between persist and commit")
+
+
+def test_a_crash_between_persist_and_commit_keeps_the_decision_made(
+    live: Settings, broker: Broker
+) -> None:
+    topic = "mail-replay"
+    broker.create_topic(topic)
+    mail = new_mail(live, 12, "replay")
+    broker.produce(topic, list(mail.values()))
+    spec = kafka_handler(broker.bootstrap, topic, batch={"max_events": 50, "linger_ms": 200})
+    store = open_store(live.online_store)
+    ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
+
+    first = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+    with pytest.raises(SystemExit):
+        HandlerRuntime(spec, ctx, _CrashOnCommit(first)).run(max_events=12, idle_exit_s=20)  # type: ignore[arg-type]
+    first.close()
+    decided_first = current_decisions(live)
+    scored_at = {
+        r["record_id"]: r["scored_at"] for r in decided_first.to_pylist() if r["record_id"] in mail
+    }
+    assert sorted(scored_at) == sorted(mail)
+
+    again = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+    stats = HandlerRuntime(spec, ctx, again).run(max_events=12, idle_exit_s=20)
+    assert again.lag() == 0
+    again.close()
+    store.close()
+    assert stats.events == 12 and stats.already_decided == 12 and stats.decided == 0
+    after = [r for r in current_decisions(live).to_pylist() if r["record_id"] in mail]
+    assert sorted(r["record_id"] for r in after) == sorted(mail)
+    assert {r["record_id"]: r["scored_at"] for r in after} == scored_at  # the first decision stands
+
+
+def test_serve_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
+    live: Settings, broker: Broker, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    topic = "mail-crash"
+    broker.create_topic(topic)
+    mail = new_mail(live, 80, "crash")
+    env = {
+        **os.environ,
+        "AIOS_DATA_DIR": str(live.data_dir),
+        "AIOS_TRITON_GRPC_URL": live.triton_grpc_url,
+        "AIOS_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "AIOS_KAFKA_MAIL_TOPIC": topic,
+    }
+    cli = str(Path(sys.executable).with_name("aios-dagster"))
+    serve = [cli, "serve", "email_triage_kafka", "--no-dagster"]
+
+    def produce() -> None:
+        for value in mail.values():
+            broker.produce(topic, [value])
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    log = (tmp_path / "serve.log").open("wb")
+    first = subprocess.Popen(serve, env=env, stdout=log, stderr=subprocess.STDOUT)
+    producer.start()
+    deadline = time.monotonic() + 90
+    decided = 0
+    while time.monotonic() < deadline and first.poll() is None:
+        table = current_decisions(live)
+        decided = len(set(table.column("record_id").to_pylist()) & set(mail))
+        if decided >= 15:
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+    assert decided >= 15, (tmp_path / "serve.log").read_text()[-3000:]
+    first.send_signal(signal.SIGKILL)  # no chance to finish its pass or commit
+    first.wait(10)
+    producer.join(30)
+
+    second = subprocess.run(
+        [*serve, "--idle-exit-s", "8"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
+    after = [r for r in current_decisions(live).to_pylist() if r["record_id"] in mail]
+    assert sorted(r["record_id"] for r in after) == sorted(mail)  # none lost, none twice
+    import json
+
+    report = json.loads(second.stdout.strip().splitlines()[-1])
+    assert report["events"] + decided >= len(mail) and report["lag"] in (0, None)
+
+
+def test_triton_killed_pauses_consumption_and_it_resumes_without_loss(
+    live: Settings, broker: Broker, tmp_path: Path
+) -> None:
+    import threading
+    import time
+    from dataclasses import replace
+
+    from aios_dagster.lib.serving.launcher import LocalTritonServer
+    from tests.triton_fixtures import start_or_fail
+
+    server = start_or_fail(LocalTritonServer(live.model_repository, tmp_path / "triton"))
+    try:
+        settings = replace(live, triton_grpc_url=server.grpc_url)
+        topic = "mail-triton-down"
+        broker.create_topic(topic)
+        mail = list(new_mail(settings, 60, "down").items())
+        spec = kafka_handler(broker.bootstrap, topic, batch={"max_events": 5, "linger_ms": 20})
+        store = open_store(settings.online_store)
+        ctx = build_context(spec, settings, store=store, triton_retry_s=1.0)
+        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+        runtime = HandlerRuntime(spec, ctx, source, triton_wait_s=0.5)
+        result: dict[str, object] = {}
+        worker = threading.Thread(
+            target=lambda: result.update(stats=runtime.run(max_events=60, idle_exit_s=30))
+        )
+        worker.start()
+        broker.produce(topic, [v for _, v in mail[:20]])
+        deadline = time.monotonic() + 60
+        while runtime.stats.decided < 10 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert runtime.stats.decided >= 10
+        server.kill()  # mid-stream, like an OOM kill
+        broker.produce(topic, [v for _, v in mail[20:]])
+        time.sleep(1.5)
+        held = runtime.stats.events
+        time.sleep(2.5)
+        # It stopped consuming: nothing more was taken on while Triton was away.
+        assert runtime.stats.triton_waits >= 1 and runtime.stats.events == held < 60
+        server.start()  # same ports, as a pod restarting behind its Service
+        worker.join(120)
+        assert not worker.is_alive()
+        source.close()
+        store.close()
+    finally:
+        server.stop()
+    stats = result["stats"]
+    assert stats.events == 60 and stats.paused_s >= 3 and stats.max_lag > 0, stats.snapshot()
+    after = [r for r in current_decisions(live).to_pylist() if r["record_id"].startswith("down-")]
+    assert sorted(r["record_id"] for r in after) == sorted(k for k, _ in mail)
