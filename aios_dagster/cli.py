@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
     settings.model_repository.mkdir(parents=True, exist_ok=True)
     with LocalTritonServer(settings.model_repository, settings.triton_work_dir) as server:
         summary = run_triage(settings, triton_url=server.grpc_url, metrics_url=server.metrics_url)
+        from aios_dagster.lib.realtime.demo import decide_live_mail
+
+        summary["live"] = decide_live_mail(
+            settings,
+            triton_url=server.grpc_url,
+            day=date.fromisoformat(generated["current_end"]),
+            seed=args.seed,
+        )
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
     summary["drift_injected"] = generated["drift"]
     print(
@@ -162,10 +171,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> dict:
         f"Drift report: {summary['drift_report']}\n"
         f"Drift and quality over time, per model: make drift-ui ({settings.drift_ui_url}, "
         f"workspace {summary['drift_workspace']})\n"
+        f"{_live_line(summary['live'])}"
         f"Elapsed: {summary['elapsed_s']} s. Browse it all: make dev\n"
     )
     print(json.dumps(summary, sort_keys=True))
     return summary
+
+
+def _live_line(live: dict) -> str:
+    """What the real-time handler did with the mail dropped in the live folder."""
+    routes = ", ".join(f"{d['email_id']} -> {d['decision']}" for d in live["decisions"][:3])
+    return (
+        f"Real time: {live['decided']} of {live['emails']} new emails decided by handler "
+        f"email_triage_live in {live['seconds']} s ({routes}, ...)\n"
+    )
 
 
 def _lifecycle_line(summary: dict) -> str:

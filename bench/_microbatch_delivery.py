@@ -43,9 +43,17 @@ def stage_emails(settings: Settings, folder: Path, *, count: int, seed: int) -> 
 class Delivery(threading.Thread):
     """Moves staged emails into the inbox at a steady rate; records each delivery time."""
 
-    def __init__(self, staged: list[Path], inbox: Path, interval_s: float) -> None:
+    def __init__(
+        self,
+        staged: list[Path],
+        inbox: Path,
+        interval_s: float,
+        send: Callable[[Path], None] | None = None,
+    ) -> None:
+        """``send`` delivers one message another way (to a broker); default: into ``inbox``."""
         super().__init__(name="delivery", daemon=True)
         self.staged, self.inbox, self.interval_s = staged, inbox, interval_s
+        self.send = send or self._into_inbox
         self.delivered: dict[str, float] = {}
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
@@ -58,12 +66,15 @@ class Delivery(threading.Thread):
                 due = self.started_at + i * self.interval_s
                 if self.stop_event.wait(max(0.0, due - time.monotonic())):
                     return
-                tmp = self.inbox / f".{src.name}.part"  # not *.eml: the connector ignores it
-                tmp.write_bytes(src.read_bytes())
-                tmp.replace(self.inbox / src.name)
+                self.send(src)
                 self.delivered[src.stem] = time.time()
         except BaseException as exc:  # reported by the waiting loop
             self.error = exc
+
+    def _into_inbox(self, src: Path) -> None:
+        tmp = self.inbox / f".{src.name}.part"  # not *.eml: the connector ignores it
+        tmp.write_bytes(src.read_bytes())
+        tmp.replace(self.inbox / src.name)
 
     @property
     def done(self) -> bool:
@@ -170,6 +181,7 @@ def run_phase(
     stall_s: float,
     tick: Callable[[], None],
     diagnose: Callable[[], str],
+    send: Callable[[Path], None] | None = None,
 ) -> PhaseResult:
     """Deliver ``staged`` and wait until each email is persisted or quarantined.
 
@@ -178,7 +190,7 @@ def run_phase(
     """
     watcher = Watcher(settings.lake_dir)
     watcher.prime()
-    delivery = Delivery(staged, settings.mailbox_dir, interval_s)
+    delivery = Delivery(staged, settings.mailbox_dir, interval_s, send)
     started = time.time()
     watcher.start()
     delivery.start()

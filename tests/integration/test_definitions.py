@@ -35,8 +35,12 @@ EXPECTED_ASSETS = {
     "email_router_feature_drift",
     "email_router_prediction_drift",
     "email_router_quality",
+    "customer_online_features",
+    "email_triage_live",
 }
 EXPECTED_CHECKS = {
+    "email_triage_live:email_triage_live_reconciliation",
+    "email_triage_live:email_triage_live_lag",
     "raw_emails:emails_contract",
     "raw_customers:customers_contract",
     "raw_transactions:transactions_contract",
@@ -89,6 +93,8 @@ def test_asset_graph_is_the_intended_flow(defs: dg.Definitions) -> None:
         "stg_email_text",
     }
     assert parents["stg_email_text"] == {"email_text_features"}
+    assert parents["customer_online_features"] == {"stg_customers", "stg_transactions"}
+    assert parents["email_triage_live"] == {"raw_emails"}
     assert parents["email_router_predictions"] == {"email_features", "email_router_published"}
     assert parents["email_router_evaluation"] == {"email_router_candidate"}
     assert parents["email_router_published"] == {"email_router_evaluation"}

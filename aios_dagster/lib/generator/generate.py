@@ -275,7 +275,13 @@ def generate_reference_data(
 
 
 def deliver_new_emails(
-    out_dir: Path, *, count: int, seed: int, day: date, drift: bool = False
+    out_dir: Path,
+    *,
+    count: int,
+    seed: int,
+    day: date,
+    drift: bool = False,
+    folder: str = "inbox",
 ) -> list[Path]:
     """Simulate new mail arriving: write ``count`` new ``.eml`` files dated ``day``.
 
@@ -284,12 +290,13 @@ def deliver_new_emails(
     with the same seed and day, so they never collide with generated or delivered mail and the
     same call on the same mailbox writes the same bytes. Returns the new paths in time order.
     With ``drift`` the mail follows the fraud wave's mix and vocabulary; only mail is written
-    (the ledger is left alone), and delivered mail is never labelled.
+    (the ledger is left alone), and delivered mail is never labelled. ``folder`` is the
+    mailbox folder written (``live``: the real-time handler's drop folder).
     """
     if count < 1:
         return []
     out_dir = Path(out_dir)
-    inbox = out_dir / "mailbox" / "inbox"
+    inbox = out_dir / "mailbox" / folder
     inbox.mkdir(parents=True, exist_ok=True)
     prefix = f"EM-N{seed}-{day:%Y%m%d}-"
     taken = [int(p.stem.removeprefix(prefix)) for p in inbox.glob(f"{prefix}*.eml")]
