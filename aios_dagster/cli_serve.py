@@ -34,9 +34,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
 
         os.environ["DAGSTER_HOME"] = home
         instance = dg.DagsterInstance.get()
+    from aios_dagster.lib.connectors.source import SourceError
+
     try:
         runtime = build_runtime(settings, args.handler, instance=instance)
-    except ValueError as exc:
+    except (ValueError, SourceError) as exc:  # a bad declaration, a topic that is not there
         raise CliError(str(exc)) from None
     stop = threading.Event()
 

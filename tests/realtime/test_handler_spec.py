@@ -23,25 +23,16 @@ BASE = """  name: live
 
 
 def test_the_shipped_handlers_load_and_kafka_only_where_a_broker_is_configured(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("AIOS_KAFKA_BOOTSTRAP", raising=False)
     plain = Settings.from_env({"AIOS_DATA_DIR": str(tmp_path)})
     assert list(handler_specs(plain)) == ["email_triage_live"]
     live = handler_specs(plain)["email_triage_live"]
     assert live.source_config().path == str(plain.live_mailbox_dir)
 
-    import os
-
-    env = {"AIOS_DATA_DIR": str(tmp_path), "AIOS_KAFKA_BOOTSTRAP": "10.0.0.5:9092"}
-    old = os.environ.get("AIOS_KAFKA_BOOTSTRAP")
-    os.environ["AIOS_KAFKA_BOOTSTRAP"] = env["AIOS_KAFKA_BOOTSTRAP"]
-    try:
-        specs = handler_specs(Settings.from_env(env))
-    finally:
-        if old is None:
-            del os.environ["AIOS_KAFKA_BOOTSTRAP"]
-        else:
-            os.environ["AIOS_KAFKA_BOOTSTRAP"] = old
+    monkeypatch.setenv("AIOS_KAFKA_BOOTSTRAP", "10.0.0.5:9092")
+    specs = handler_specs(Settings.from_env({"AIOS_DATA_DIR": str(tmp_path)}))
     kafka = specs["email_triage_kafka"].source_config()
     assert kafka.bootstrap_servers == "10.0.0.5:9092" and kafka.topic == "support-mail"
 
@@ -76,3 +67,16 @@ def test_a_broken_declaration_names_the_file_and_what_is_wrong(
     with pytest.raises(ValueError, match=message) as raised:
         load_handler(path, {"sources_dir": "/s"})
     assert str(path) in str(raised.value)
+
+
+def test_serve_names_an_unknown_handler_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aios_dagster.cli import main
+
+    monkeypatch.setenv("AIOS_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as raised:
+        main(["serve", "no_such_handler", "--no-dagster"])
+    assert str(raised.value) == (
+        "aios-dagster serve: no enabled handler 'no_such_handler' (declared: ['email_triage_live'])"
+    )

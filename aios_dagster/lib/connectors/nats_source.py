@@ -87,7 +87,7 @@ class NatsReader:
         try:
             nc = session.connect()
             js = nc.jetstream(timeout=_API_TIMEOUT_S)
-            sub = session.run(self._bind(js))
+            sub = session.run(self.bind(js))
             for _ in range(self.config.max_batches):
                 msgs = session.run(self._next_messages(js, sub))
                 if not msgs:
@@ -96,7 +96,8 @@ class NatsReader:
         finally:
             session.close()
 
-    async def _bind(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+    async def bind(self, js: JetStreamContext) -> JetStreamContext.PullSubscription:
+        """The durable pull consumer (stream and consumer created or checked first)."""
         await self._ensure_stream(js)
         await self._ensure_consumer(js)
         return await js.pull_subscribe_bind(durable=self.config.durable, stream=self.config.stream)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from aios_dagster.lib.realtime.folder_source import FolderSourceConfig
 from aios_dagster.lib.realtime.kafka_source import KafkaSourceConfig
+from aios_dagster.lib.realtime.nats_events import NatsEventsConfig
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -38,9 +39,10 @@ class FolderSource(FolderSourceConfig):
     kind: Literal["folder"] = "folder"
 
 
-_SOURCE: TypeAdapter[KafkaSource | FolderSource] = TypeAdapter(
-    Annotated[KafkaSource | FolderSource, Field(discriminator="kind")]
-)
+Source = KafkaSource | FolderSource | NatsEventsConfig
+
+
+_SOURCE: TypeAdapter[Source] = TypeAdapter(Annotated[Source, Field(discriminator="kind")])
 
 
 class BatchConfig(dg.Model, dg.Resolvable):
@@ -71,7 +73,7 @@ class HandlerSpec(BaseModel):
     model: str  # a ModelComponent's name: whose features, Triton model and policy
     connector: str  # a ConnectorComponent's name: whose PII policy, schema and contract land mail
     description: str = ""
-    source: dict[str, Any]  # ``kind: kafka`` or ``kind: folder`` and its settings (see below)
+    source: dict[str, Any]  # ``kind:`` kafka, nats or folder, and its settings (see below)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     steps: list[str] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     report_every_s: float = Field(default=30.0, gt=0)  # how often Dagster hears of the handler
@@ -100,7 +102,7 @@ class HandlerSpec(BaseModel):
             raise ValueError(f"{where}: steps: the pipeline must end in 'persist'")
         return self
 
-    def source_config(self) -> KafkaSource | FolderSource:
+    def source_config(self) -> Source:
         """The source, validated for its kind (kept a plain mapping for the Components'
         templating, like a connector's ``source``)."""
         try:

@@ -24,6 +24,7 @@ from aios_dagster.lib.realtime.events import EventSource
 from aios_dagster.lib.realtime.folder_source import FolderEventSource
 from aios_dagster.lib.realtime.handler_spec import FolderSource, HandlerSpec, KafkaSource
 from aios_dagster.lib.realtime.kafka_source import KafkaEventSource
+from aios_dagster.lib.realtime.nats_events import NatsEventsConfig, NatsEventSource
 from aios_dagster.lib.realtime.online_features import Windows
 from aios_dagster.lib.realtime.online_store import KeyValueStore, open_store
 from aios_dagster.lib.realtime.runtime import HandlerRuntime, RuntimeStats
@@ -47,6 +48,8 @@ def build_source(spec: HandlerSpec, settings: Settings) -> EventSource:
     source = spec.source_config()
     if isinstance(source, KafkaSource):
         return KafkaEventSource(source)
+    if isinstance(source, NatsEventsConfig):
+        return NatsEventSource(source)
     assert isinstance(source, FolderSource)
     return FolderEventSource(source, CursorStore(root=str(settings.cursors_dir)), spec.name)
 
