@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
+
 from aios_dagster.lib.connectors.mailbox import (
     EMAIL_COLUMNS,
     parse_eml,
@@ -177,3 +179,33 @@ def test_files_that_are_not_mail_are_rejected_once_and_named(tmp_path: Path) -> 
     [alone] = list(reader.batches(batch.cursor))
     assert alone.table.num_rows == 0 and alone.table.column_names == list(EMAIL_COLUMNS)
     assert [r.record for r in alone.rejects] == ["scan.pdf"]
+
+
+def test_mail_delivered_while_the_folder_is_listed_is_read_not_quarantined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench/realtime_latency.py: two listings per batch (mail, then everything) let a
+    message renamed into the inbox between them count as "not matching the pattern"."""
+    from aios_dagster.lib.connectors.files.listing import FileListing, seen_files
+    from aios_dagster.lib.connectors.mailbox_source import MailboxReader, MailboxSourceConfig
+
+    shutil.copy(FIXTURES / "digest.eml", tmp_path / "a.eml")
+    reader = MailboxReader(MailboxSourceConfig(path=str(tmp_path)))
+    listed = FileListing.new_files
+
+    def then_mail_arrives(self: FileListing, cursor: dict | None) -> list:
+        found = listed(self, cursor)
+        if not (tmp_path / "late.eml").exists():
+            shutil.copy(FIXTURES / "digest.eml", tmp_path / ".late.eml.part")
+            (tmp_path / ".late.eml.part").replace(tmp_path / "late.eml")
+        return found
+
+    monkeypatch.setattr(FileListing, "new_files", then_mail_arrives)
+    batches = list(reader.batches({}))
+    monkeypatch.undo()
+    assert [r.record for b in batches for r in b.rejects] == []
+    assert [ref for b in batches for ref in b.row_refs or []] == ["a.eml"]
+    cursor = batches[-1].cursor
+    assert "late.eml" not in seen_files(cursor)  # not marked: the next read takes it
+    [later] = list(reader.batches(cursor))
+    assert later.row_refs == ["late.eml"] and not later.rejects

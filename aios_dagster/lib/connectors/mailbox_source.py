@@ -13,6 +13,7 @@ as a reject naming the file and the pattern, so nobody has to notice its absence
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -69,22 +70,24 @@ class MailboxReader:
     def describe(self) -> str:
         return f"mailbox {self.listing.source}"
 
-    def _new(self, cursor: Cursor) -> list[FileInfo]:
+    def _new(self, cursor: Cursor) -> tuple[list[FileInfo], list[FileInfo]]:
+        """New mail and new files the pattern does not match, from *one* listing.
+
+        Two listings (one for mail, one for everything) would misfile a message delivered
+        between them as a stray: it showed only in the second, was quarantined as
+        "not matching the pattern" and never routed. Hidden and partial names are never listed.
+        """
         if self.listing.folder_missing():
             raise PermanentSourceError(self.listing.source, None, "mailbox folder does not exist")
-        return self.listing.new_files(cursor)
-
-    def _strays(self, cursor: Cursor, mail: list[FileInfo]) -> list[FileInfo]:
-        """New files the pattern does not match (hidden and partial names are never listed).
-
-        ``mail`` is every new file the pattern matches; older ones are in ``cursor`` already.
-        """
+        everything = self.everything.new_files(cursor)
+        name = self.config.pattern.rpartition("/")[2]
+        mail = [f for f in everything if fnmatch.fnmatchcase(f.rel_path.rpartition("/")[2], name)]
         matched = {f.rel_path for f in mail}
-        return [f for f in self.everything.new_files(cursor) if f.rel_path not in matched]
+        return mail, [f for f in everything if f.rel_path not in matched]
 
     def has_new(self, cursor: Cursor) -> bool:
-        new = self._new(cursor)
-        return bool(new) or bool(self._strays(cursor, new))
+        mail, strays = self._new(cursor)
+        return bool(mail) or bool(strays)
 
     def _parse(self, file: FileInfo) -> ParsedEmail:
         delivered = datetime.fromtimestamp(file.mtime, UTC) if file.mtime is not None else None
@@ -96,8 +99,7 @@ class MailboxReader:
         return parse_message(raw, file.rel_path, delivered_at=delivered)
 
     def batches(self, cursor: Cursor) -> Iterator[SourceBatch]:
-        new = self._new(cursor)
-        strays = self._strays(cursor, new)
+        new, strays = self._new(cursor)
         rejects = [
             Reject(record=f.rel_path, rule=f"not_matching_pattern({self.config.pattern})")
             for f in strays
