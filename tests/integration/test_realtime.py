@@ -300,3 +300,65 @@ def test_triton_killed_pauses_consumption_and_it_resumes_without_loss(
     assert stats.events == 60 and stats.paused_s >= 3 and stats.max_lag > 0, stats.snapshot()
     after = [r for r in current_decisions(live).to_pylist() if r["record_id"].startswith("down-")]
     assert sorted(r["record_id"] for r in after) == sorted(k for k, _ in mail)
+
+
+def test_a_third_email_in_a_day_is_raised_and_a_reply_joins_its_ticket(
+    live: Settings, broker: Broker
+) -> None:
+    import re
+
+    from aios_dagster.lib.realtime.state import RepeatSenderConfig, raised_label
+
+    topic = "mail-state"
+    broker.create_topic(topic)
+    plain = next(
+        p.read_bytes()
+        for p in sorted(live.mailbox_dir.glob("*.eml"))
+        if b"In-Reply-To" not in p.read_bytes() and b"References" not in p.read_bytes()
+    )
+    ids = ["state-one", "state-two", "state-three"]
+
+    def message(email_id: str, reply_to: str | None) -> bytes:
+        header = f"Message-ID: <{email_id}@mail.test>".encode()
+        if reply_to:
+            header += f"\r\nIn-Reply-To: <{reply_to}@mail.test>".encode()
+        return re.sub(rb"(?im)^Message-ID:.*$", header, plain, count=1)
+
+    broker.produce(topic, [message(ids[0], None), message(ids[1], ids[0]), message(ids[2], None)])
+    config = {"head": "priority", "levels": ["P3", "P2", "P1"], "emails": 3, "within_hours": 24}
+    spec = kafka_handler(
+        broker.bootstrap,
+        topic,
+        steps=["parse", "land", "features", "score", "remember", "persist"],
+        repeat_sender=config,
+        batch={"max_events": 1, "linger_ms": 0},  # one email per pass: state carries over
+    )
+    store = open_store(live.online_store)
+    ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
+    source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+    stats = HandlerRuntime(spec, ctx, source).run(max_events=3, idle_exit_s=20)
+    source.close()
+    store.close()
+    assert stats.decided == 3
+
+    glob = str(live.lake_dir / "email_router_tickets" / "**" / "*.parquet")
+    with duckdb.connect() as conn:
+        tickets = {
+            r[0]: r
+            for r in conn.execute(
+                "select email_id, ticket_id, sender_emails_in_window, escalated_from "
+                f"from read_parquet('{glob}')"
+            ).fetchall()
+        }
+    assert tickets[ids[1]][1] == ids[0]  # the reply joined the first email's ticket
+    assert tickets[ids[2]][1] == ids[2]
+    assert [tickets[i][2] for i in ids] == [1, 2, 3]
+    decision = next(r for r in current_decisions(live).to_pylist() if r["record_id"] == ids[2])
+    before = tickets[ids[2]][3]
+    if before is None:  # the model already said the highest level: nothing to raise
+        assert decision["priority"] == "P1" and decision["policy"] == "route-or-review-v1"
+    else:
+        levels = RepeatSenderConfig(**config)
+        assert decision["priority"] == raised_label(levels, before)
+        assert decision["policy"] == "route-or-review-v1+repeat_sender"
+    assert all(tickets[i][3] is None for i in ids[:2])

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from aios_dagster.lib.realtime.folder_source import FolderSourceConfig
 from aios_dagster.lib.realtime.kafka_source import KafkaSourceConfig
 from aios_dagster.lib.realtime.nats_events import NatsEventsConfig
+from aios_dagster.lib.realtime.state import RepeatSenderConfig
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -26,9 +27,10 @@ STEP_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "land": (("parsed",), ("landed",)),
     "features": (("landed",), ("features",)),
     "score": (("features",), ("decisions",)),
+    "remember": (("decisions",), ("tickets",)),  # state: tickets per thread, repeat senders
     "persist": (("decisions",), ("persisted",)),
 }
-DEFAULT_STEPS = list(STEP_IO)
+DEFAULT_STEPS = ["parse", "land", "features", "score", "persist"]
 
 
 class KafkaSource(KafkaSourceConfig):
@@ -78,6 +80,7 @@ class HandlerSpec(BaseModel):
     steps: list[str] = Field(default_factory=lambda: list(DEFAULT_STEPS))
     report_every_s: float = Field(default=30.0, gt=0)  # how often Dagster hears of the handler
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    repeat_sender: RepeatSenderConfig | None = None  # with the ``remember`` step
     enabled: bool = True
     path: str | None = None
 
@@ -98,8 +101,10 @@ class HandlerSpec(BaseModel):
                     f"{where}: steps: {step!r} needs {missing}, which no step before it gives"
                 )
             given.update(gives)
-        if "persisted" not in given:
+        if self.steps[-1:] != ["persist"]:
             raise ValueError(f"{where}: steps: the pipeline must end in 'persist'")
+        if self.repeat_sender is not None and "remember" not in self.steps:
+            raise ValueError(f"{where}: repeat_sender needs the 'remember' step")
         return self
 
     def source_config(self) -> Source:

@@ -80,6 +80,7 @@ def build_context(
         windows=Windows.from_dbt_project(settings.dbt_project_dir),
         triton=triton,
         run_id=f"realtime:{spec.name}",
+        repeat_sender=spec.repeat_sender,
     )
 
 

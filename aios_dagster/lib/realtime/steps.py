@@ -33,9 +33,23 @@ from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.realtime.events import Event
 from aios_dagster.lib.realtime.online_features import Windows, email_features
 from aios_dagster.lib.realtime.online_store import KeyValueStore
+from aios_dagster.lib.realtime.state import RepeatSenderConfig, raised_label
+from aios_dagster.lib.realtime.state import remember as remember_emails
 from aios_dagster.lib.serving.triton import TritonResource
 
 REALTIME_TAG = "rt"  # predictions parts written by a handler: date=...__rt=<hash>
+
+
+TICKET_SCHEMA = pa.schema(
+    [
+        ("email_id", pa.string()),
+        ("ticket_id", pa.string()),
+        ("thread_id", pa.string()),
+        ("sender_emails_in_window", pa.int64()),
+        ("escalated_from", pa.string()),
+        ("handler", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -52,6 +66,7 @@ class HandlerContext:
     windows: Windows
     triton: TritonResource
     run_id: str  # the handler's id in the decision rows: "realtime:<name>"
+    repeat_sender: RepeatSenderConfig | None = None
 
     @property
     def predictions(self) -> str:
@@ -70,6 +85,7 @@ class Work:
     decisions: pa.Table | None = None
     scored: Scored | None = None
     written: Written | None = None
+    tickets: pa.Table | None = None
     report: ConnectorReport | None = None
     already_decided: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
@@ -143,8 +159,50 @@ def decide(ctx: HandlerContext, work: Work) -> None:
     work.features = table
 
 
+def remember(ctx: HandlerContext, work: Work) -> None:
+    """Tickets per thread and repeat senders (``state``): a sender's third email within the
+    window is raised one level on its head, and its policy says so."""
+    if work.decisions is None or work.landed is None:
+        return
+    config = ctx.repeat_sender
+    head = config.head if config else None
+    ids = work.decisions.column("record_id").to_pylist()
+    labels = dict(zip(ids, work.decisions.column(head).to_pylist(), strict=True)) if head else {}
+    decided = pc.is_in(work.landed.column("email_id"), pa.array(ids))
+    outcomes = remember_emails(ctx.store, ctx.name, work.landed.filter(decided), config, labels)
+    if config is not None and any(o.escalated_from for o in outcomes.values()):
+        raised = [
+            raised_label(config, labels[i]) if outcomes[i].escalated_from else labels[i]
+            for i in ids
+        ]
+        policy = [
+            f"{p}+repeat_sender" if outcomes[i].escalated_from else p
+            for i, p in zip(ids, work.decisions.column("policy").to_pylist(), strict=True)
+        ]
+        table = work.decisions
+        table = table.set_column(
+            table.schema.get_field_index(config.head), config.head, pa.array(raised, pa.string())
+        )
+        table = table.set_column(
+            table.schema.get_field_index("policy"), "policy", pa.array(policy, pa.string())
+        )
+        work.decisions = table
+    work.tickets = pa.table(
+        {
+            "email_id": ids,
+            "ticket_id": [outcomes[i].ticket_id for i in ids],
+            "thread_id": [outcomes[i].thread_id for i in ids],
+            "sender_emails_in_window": [outcomes[i].sender_emails for i in ids],
+            "escalated_from": [outcomes[i].escalated_from for i in ids],
+            "handler": [ctx.name] * len(ids),
+        },
+        schema=TICKET_SCHEMA,
+    )
+
+
 def persist(ctx: HandlerContext, work: Work) -> None:
-    """The decisions into the predictions dataset and the decision log, per email day."""
+    """The decisions into the predictions dataset and the decision log, per email day; the
+    tickets (when the handler remembers) beside them, named like the first day's part."""
     if work.decisions is None or work.scored is None or work.features is None:
         return
     work.written = write_new_decisions(
@@ -157,6 +215,11 @@ def persist(ctx: HandlerContext, work: Work) -> None:
         run_id=ctx.run_id,
         tag=REALTIME_TAG,
     )
+    if work.tickets is not None and work.written.parts:
+        part = work.written.parts[0].rsplit("__", 1)[1]  # rt=<hash of the first day's ids>
+        ctx.lake.write(
+            f"{ctx.model.name}_tickets", work.tickets, part=f"{part}-{batch_id(work.events)}"
+        )
 
 
 STEPS: dict[str, Callable[[HandlerContext, Work], None]] = {
@@ -164,5 +227,6 @@ STEPS: dict[str, Callable[[HandlerContext, Work], None]] = {
     "land": land,
     "features": features,
     "score": decide,
+    "remember": remember,
     "persist": persist,
 }
