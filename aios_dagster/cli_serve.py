@@ -54,6 +54,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
     finally:
         runtime.source.close()
         runtime.ctx.store.close()
+        if runtime.ctx.sinks is not None:
+            runtime.ctx.sinks.close()
         if instance is not None:
             instance.dispose()
     sys.stdout.write(json.dumps({"handler": runtime.spec.name, **stats.snapshot()}) + "\n")

@@ -362,3 +362,83 @@ def test_a_third_email_in_a_day_is_raised_and_a_reply_joins_its_ticket(
         assert decision["priority"] == raised_label(levels, before)
         assert decision["policy"] == "route-or-review-v1+repeat_sender"
     assert all(tickets[i][3] is None for i in ids[:2])
+
+
+def _keys(broker: Broker, topic: str) -> list[str]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"read-{topic}"})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    keys: list[str] = []
+    for message in consumer.consume(num_messages=10_000, timeout=3):
+        if message.error() is None:
+            keys.append(message.key().decode())
+    consumer.close()
+    return keys
+
+
+def test_decisions_reach_the_topics_and_the_rpa_queue_once_across_a_crash(
+    live: Settings, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aios_dagster.lib.realtime import steps
+    from aios_dagster.lib.serving.triton import labels_from_config
+    from tests.realtime.uipath_api import Orchestrator
+
+    topic = "mail-sinks"
+    for name in (topic, "routed", "review"):
+        broker.create_topic(name)
+    mail = new_mail(live, 24, "sink")
+    broker.produce(topic, list(mail.values()))
+    probe = build_context(
+        kafka_handler(broker.bootstrap, topic), live, store=open_store(live.online_store),
+        triton_retry_s=5.0,
+    )  # fmt: skip
+    queues = labels_from_config(probe.triton.get_model_config("email_router"))["queue"]
+    probe.store.close()
+    back_office = {label: f"Q-{label}" for label in queues if label != "complaints"}
+    orchestrator = Orchestrator("tok", 3, list(back_office.values())).start()
+    sinks = {
+        "topics": {"bootstrap_servers": broker.bootstrap, "routed": "routed", "review": "review"},
+        "rpa": {"url": orchestrator.url, "folder_id": 3, "token": "tok", "queues": back_office},
+    }
+    spec = kafka_handler(
+        broker.bootstrap,
+        topic,
+        steps=["parse", "land", "features", "score", "sink", "persist"],
+        sinks=sinks,
+    )
+    store = open_store(live.online_store)
+    try:
+        # First life: the sinks are fed, then the process dies before the decisions persist.
+        def die(ctx: object, work: object) -> None:
+            raise SystemExit("killed between sink and persist")
+
+        monkeypatch.setitem(steps.STEPS, "persist", die)
+        ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
+        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+        with pytest.raises(SystemExit):
+            HandlerRuntime(spec, ctx, source).run(max_events=24, idle_exit_s=20)
+        source.close()
+        first_items = {i["Reference"] for q in orchestrator.items.values() for i in q}
+        monkeypatch.undo()
+
+        ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
+        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+        stats = HandlerRuntime(spec, ctx, source).run(max_events=24, idle_exit_s=20)
+        source.close()
+        assert ctx.sinks is not None and ctx.sinks.rpa is not None
+        assert ctx.sinks.rpa.already_there == len(first_items) and ctx.sinks.rpa.added == 0
+        ctx.sinks.close()
+    finally:
+        orchestrator.stop()
+        store.close()
+    assert stats.decided == 24
+    mine = [r for r in current_decisions(live).to_pylist() if r["record_id"] in mail]
+    items = [i["Reference"] for q in orchestrator.items.values() for i in q]
+    wanted = {
+        r["record_id"] for r in mine if not r["needs_review"] and r["decision"] in back_office
+    }
+    assert sorted(items) == sorted(wanted) and wanted  # each back-office email exactly once
+    review = {r["record_id"] for r in mine if r["needs_review"]}
+    assert set(_keys(broker, "review")) == review
+    assert set(_keys(broker, "routed")) == set(mail) - review  # at least once per key

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from aios_dagster.lib.realtime.folder_source import FolderSourceConfig
 from aios_dagster.lib.realtime.kafka_source import KafkaSourceConfig
 from aios_dagster.lib.realtime.nats_events import NatsEventsConfig
+from aios_dagster.lib.realtime.sinks import SinksConfig
 from aios_dagster.lib.realtime.state import RepeatSenderConfig
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -28,6 +29,7 @@ STEP_IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "features": (("landed",), ("features",)),
     "score": (("features",), ("decisions",)),
     "remember": (("decisions",), ("tickets",)),  # state: tickets per thread, repeat senders
+    "sink": (("decisions",), ("delivered",)),  # the topics and the RPA queue of ``sinks:``
     "persist": (("decisions",), ("persisted",)),
 }
 DEFAULT_STEPS = ["parse", "land", "features", "score", "persist"]
@@ -81,6 +83,7 @@ class HandlerSpec(BaseModel):
     report_every_s: float = Field(default=30.0, gt=0)  # how often Dagster hears of the handler
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     repeat_sender: RepeatSenderConfig | None = None  # with the ``remember`` step
+    sinks: dict[str, Any] = Field(default_factory=dict)  # ``sink`` step (see realtime.sinks)
     enabled: bool = True
     path: str | None = None
 
@@ -103,9 +106,23 @@ class HandlerSpec(BaseModel):
             given.update(gives)
         if self.steps[-1:] != ["persist"]:
             raise ValueError(f"{where}: steps: the pipeline must end in 'persist'")
+        sinks = self.sinks_config()
+        if (sinks.topics or sinks.rpa) and "sink" not in self.steps:
+            raise ValueError(f"{where}: sinks are declared but no 'sink' step delivers to them")
+        if "sink" in self.steps and not (sinks.topics or sinks.rpa):
+            raise ValueError(f"{where}: the 'sink' step needs a sinks: block")
         if self.repeat_sender is not None and "remember" not in self.steps:
             raise ValueError(f"{where}: repeat_sender needs the 'remember' step")
         return self
+
+    def sinks_config(self) -> SinksConfig:
+        try:
+            return SinksConfig.model_validate(self.sinks)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"sinks.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(f"{self.path or self.name}: {problems}") from None
 
     def source_config(self) -> Source:
         """The source, validated for its kind (kept a plain mapping for the Components'

@@ -16,7 +16,7 @@ from aios_dagster.lib.connectors.cursors import CursorStore
 from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.pii_policy import TokenCache
 from aios_dagster.lib.contracts.runner import load_contract
-from aios_dagster.lib.inference.catalog import load_catalog
+from aios_dagster.lib.inference.catalog import ModelSpec, load_catalog
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.realtime.checks import HANDLERS
 from aios_dagster.lib.realtime.component import connector_of, handler_specs
@@ -28,6 +28,7 @@ from aios_dagster.lib.realtime.nats_events import NatsEventsConfig, NatsEventSou
 from aios_dagster.lib.realtime.online_features import Windows
 from aios_dagster.lib.realtime.online_store import KeyValueStore, open_store
 from aios_dagster.lib.realtime.runtime import HandlerRuntime, RuntimeStats
+from aios_dagster.lib.realtime.sinks import Sinks
 from aios_dagster.lib.realtime.steps import HandlerContext
 from aios_dagster.resources import EMBEDDED_PII_KEY, triton_resource
 from aios_dagster.settings import Settings
@@ -81,7 +82,15 @@ def build_context(
         triton=triton,
         run_id=f"realtime:{spec.name}",
         repeat_sender=spec.repeat_sender,
+        sinks=_sinks(spec, models[spec.model]),
     )
+
+
+def _sinks(spec: HandlerSpec, model: ModelSpec) -> Sinks | None:
+    config = spec.sinks_config()
+    if not (config.topics or config.rpa):
+        return None
+    return Sinks(config, [h.name for h in model.heads])
 
 
 def reporter(spec: HandlerSpec, store: KeyValueStore, instance: Any | None) -> Any:

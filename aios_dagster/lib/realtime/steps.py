@@ -33,6 +33,7 @@ from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.realtime.events import Event
 from aios_dagster.lib.realtime.online_features import Windows, email_features
 from aios_dagster.lib.realtime.online_store import KeyValueStore
+from aios_dagster.lib.realtime.sinks import Sinks
 from aios_dagster.lib.realtime.state import RepeatSenderConfig, raised_label
 from aios_dagster.lib.realtime.state import remember as remember_emails
 from aios_dagster.lib.serving.triton import TritonResource
@@ -67,6 +68,7 @@ class HandlerContext:
     triton: TritonResource
     run_id: str  # the handler's id in the decision rows: "realtime:<name>"
     repeat_sender: RepeatSenderConfig | None = None
+    sinks: Sinks | None = None
 
     @property
     def predictions(self) -> str:
@@ -200,6 +202,23 @@ def remember(ctx: HandlerContext, work: Work) -> None:
     )
 
 
+def sink(ctx: HandlerContext, work: Work) -> None:
+    """The decisions to the routing and review topics and, for back-office queues, to the
+    RPA queue (idempotent by email id), before they are persisted and the events committed."""
+    if work.decisions is None or ctx.sinks is None:
+        return
+    tickets = {}
+    if work.tickets is not None:
+        tickets = dict(
+            zip(
+                work.tickets.column("email_id").to_pylist(),
+                work.tickets.column("ticket_id").to_pylist(),
+                strict=True,
+            )
+        )
+    ctx.sinks.deliver(work.decisions.to_pylist(), tickets)
+
+
 def persist(ctx: HandlerContext, work: Work) -> None:
     """The decisions into the predictions dataset and the decision log, per email day; the
     tickets (when the handler remembers) beside them, named like the first day's part."""
@@ -228,5 +247,6 @@ STEPS: dict[str, Callable[[HandlerContext, Work], None]] = {
     "features": features,
     "score": decide,
     "remember": remember,
+    "sink": sink,
     "persist": persist,
 }
