@@ -55,6 +55,21 @@ def test_the_shipped_handlers_load_and_kafka_only_where_a_broker_is_configured(
         ),
         ("  source: {kind: pigeon}\n", "source"),
         (
+            "  source: {kind: folder, path: /x}\n"
+            "  sinks: {topics: {bootstrap_servers: b, routed: r, review: v}}\n",
+            "no 'sink' step delivers to them",
+        ),
+        (
+            "  source: {kind: folder, path: /x}\n"
+            "  steps: [parse, land, features, score, sink, persist]\n"
+            "  sinks: {rpa: {url: u, folder_id: 1, token: t}}\n",
+            r"sinks\.rpa\.queues: Field required",
+        ),
+        (
+            "  source: {kind: folder, path: /x}\n  repeat_sender: {levels: [P3, P2, P1]}\n",
+            "needs the 'remember' step",
+        ),
+        (
             "  source: {kind: folder, path: /x}\n  batch: {max_events: 0}\n",
             r"max_events.*greater than 0",
         ),
