@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import microbatch_latency as mb
-from _common import Results, add_output_argument, pct, print_ratios, print_table
+from _common import Results, add_output_argument, print_ratios, print_table, summary
 from _kafka import Broker
 from _microbatch_delivery import BenchFailure, PhaseResult, run_phase, stage_emails
 
@@ -90,14 +90,16 @@ def phase_figures(phase: PhaseResult) -> dict[str, Any]:
     values = latencies(phase)
     if not values:
         raise BenchFailure(f"{phase.name}: no email was decided")
+    spread = summary(values)  # percentiles in percent: p50 is pct(values, 50)
     return {
         "emails": len(phase.delivered),
         "decided": len(phase.latencies),
         "quarantined": len(phase.quarantined),
-        "p50_s": pct(values, 0.5),
-        "p95_s": pct(values, 0.95),
-        "p99_s": pct(values, 0.99),
-        "max_s": values[-1],
+        "p50_s": spread["p50"],
+        "p95_s": spread["p95"],
+        "p99_s": spread["p99"],
+        "mean_s": spread["mean"],
+        "max_s": spread["max"],
         "wall_s": phase.wall_s,
     }
 
