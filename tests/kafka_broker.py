@@ -30,6 +30,7 @@ class Broker:
     log: Path
     storage: str
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # e.g. the S3 endpoint of an s3:// storage
 
     @property
     def bootstrap(self) -> str:
@@ -52,6 +53,7 @@ class Broker:
             ],
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(self.env or {})},
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -89,5 +91,9 @@ class Broker:
         assert producer.flush(20) == 0, "messages still unsent after 20 s"
 
 
-def start_broker(tmp: Path, storage: str = "memory://tansu/") -> Broker:
-    return Broker(free_port(), tmp / "tansu.log", storage).start()
+def start_broker(
+    tmp: Path, storage: str = "memory://tansu/", env: dict[str, str] | None = None
+) -> Broker:
+    """A broker on a free port; ``storage`` ``s3://bucket/`` (with ``env`` naming the S3
+    endpoint) keeps topics, messages and committed offsets across a restart."""
+    return Broker(free_port(), tmp / "tansu.log", storage, env=env).start()

@@ -442,3 +442,64 @@ def test_decisions_reach_the_topics_and_the_rpa_queue_once_across_a_crash(
     review = {r["record_id"] for r in mine if r["needs_review"]}
     assert set(_keys(broker, "review")) == review
     assert set(_keys(broker, "routed")) == set(mail) - review  # at least once per key
+
+
+def test_a_broker_restart_mid_stream_loses_and_repeats_nothing(
+    live: Settings, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from tests.kafka_broker import start_broker
+    from tests.net import free_port
+
+    port = free_port()
+    s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    s3.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    keys = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="test", aws_secret_access_key="test",
+    ).create_bucket(Bucket="broker")  # fmt: skip
+    env = {**keys, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT": endpoint,
+           "AWS_ALLOW_HTTP": "true"}  # fmt: skip
+    broker = start_broker(tmp_path, storage="s3://broker/", env=env)  # survives a restart
+    try:
+        topic = "mail-restart"
+        broker.create_topic(topic)
+        mail = list(new_mail(live, 30, "restart").values())
+        spec = kafka_handler(broker.bootstrap, topic, batch={"max_events": 4, "linger_ms": 20})
+        store = open_store(live.online_store)
+        ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
+        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+        runtime = HandlerRuntime(spec, ctx, source)
+        result: dict[str, object] = {}
+        worker = threading.Thread(
+            target=lambda: result.update(stats=runtime.run(max_events=30, idle_exit_s=40))
+        )
+        worker.start()
+        broker.produce(topic, mail[:15])
+        deadline = time.monotonic() + 60
+        while runtime.stats.decided < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        broker.stop()
+        time.sleep(3)
+        broker.start()
+        broker.produce(topic, mail[15:])
+        worker.join(120)
+        assert not worker.is_alive()
+        lag = source.lag()
+        source.close()
+        store.close()
+    finally:
+        broker.stop()
+        s3.stop()
+    stats = result["stats"]
+    assert stats.events == 30 and lag == 0, stats.snapshot()
+    ids = [r["record_id"] for r in current_decisions(live).to_pylist()]
+    mine = [i for i in ids if i.startswith("restart-")]
+    assert len(mine) == len(set(mine)) == 30  # none lost, none twice

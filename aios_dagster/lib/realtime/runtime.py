@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aios_dagster.lib.connectors.source import TransientSourceError
 from aios_dagster.lib.realtime.events import EventSource
 from aios_dagster.lib.realtime.handler_spec import HandlerSpec
 from aios_dagster.lib.realtime.steps import STEPS, HandlerContext, Work
@@ -41,6 +42,7 @@ class RuntimeStats:
     quarantined: int = 0
     already_decided: int = 0
     triton_waits: int = 0
+    commit_retries: int = 0
     paused_s: float = 0.0
     max_lag: int = 0
     last_lag: int | None = None
@@ -68,6 +70,7 @@ class RuntimeStats:
             "latency_s_p95": self.percentile(0.95),
             "latency_s_mean": statistics.fmean(self.latencies_s) if self.latencies_s else None,
             "triton_waits": self.triton_waits,
+            "commit_retries": self.commit_retries,
             "paused_s": round(self.paused_s, 3),
             "lag": self.last_lag,
             "max_lag": self.max_lag,
@@ -119,9 +122,8 @@ class HandlerRuntime:
                 self._maybe_report()
                 continue
             work = self._process(Work(events, replay=replay), stop)
-            if work is None:
-                break  # stopped while waiting for Triton: the events stay uncommitted
-            self.source.commit(events)
+            if work is None or not self._commit(events, stop):
+                break  # stopped while waiting: the events stay uncommitted, and come again
             replay = False
             idle_since = time.monotonic()
             self._count(work)
@@ -143,17 +145,28 @@ class HandlerRuntime:
                 # Some days' decisions may be written already: decide the rest only.
                 work = Work(work.events, replay=True)
 
+    def _commit(self, events: list[Any], stop: threading.Event) -> bool:
+        """Commit, riding through a broker that is briefly away: the decisions are durable, so
+        committing later is safe, and consuming more before the commit would only grow what a
+        crash replays. False if stopped first."""
+        wait = 0.2
+        while True:
+            try:
+                self.source.commit(events)
+                return True
+            except TransientSourceError as exc:
+                self.stats.commit_retries += 1
+                log.warning("%s: commit failed (%s); retrying in %.1f s", self.spec.name, exc, wait)
+                if stop.wait(wait):
+                    return False
+                wait = min(wait * 2, 5.0)
+
     def _wait_for_triton(self, exc: BaseException, stop: threading.Event) -> bool:
         """Backpressure: stop consuming until Triton answers again; False if stopped."""
         self.stats.triton_waits += 1
         self.source.pause()
         began = time.monotonic()
-        log.warning(
-            "%s: Triton unavailable (%s); consumption paused, %d events held",
-            self.spec.name,
-            exc,
-            0,
-        )
+        log.warning("%s: Triton unavailable (%s); consumption paused", self.spec.name, exc)
         try:
             while not stop.is_set():
                 self._note_lag()
