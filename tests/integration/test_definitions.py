@@ -147,9 +147,19 @@ def test_jobs_schedules_sensors(defs: dg.Definitions) -> None:
         "email_router_review_queue",
     }
     assert sorted(s.name for s in defs.schedules or []) == [
+        "email_triage_live_checks_schedule",
         "raw_transactions_schedule",
         "triage_job_schedule",
     ]
+    # The handler's checks run in their own job, never in the batch jobs.
+    checks = defs.resolve_job_def("email_triage_live_checks_job")
+    assert {k.name for k in checks.asset_layer.asset_graph.asset_check_keys} >= {
+        "email_triage_live_reconciliation",
+        "email_triage_live_lag",
+    }
+    for batch in ("triage_job", "scoring_job", "mail_refresh_job"):
+        selected = defs.resolve_job_def(batch).asset_layer.asset_graph.asset_check_keys
+        assert not {k for k in selected if k.asset_key == dg.AssetKey("email_triage_live")}
     assert sorted(s.name for s in defs.sensors or []) == [
         "email_router_drift_retrain",
         "raw_customers_sensor",

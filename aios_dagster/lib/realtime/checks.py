@@ -108,3 +108,23 @@ def handler_checks(spec: HandlerSpec, landed_dataset: str) -> list[dg.AssetCheck
         )
 
     return [_reconciliation, _lag]
+
+
+def handler_checks_job(spec: HandlerSpec) -> dg.UnresolvedAssetJobDefinition:
+    """Both checks of the handler, and nothing else: what its schedule runs."""
+    return dg.define_asset_job(
+        f"{spec.name}_checks_job",
+        selection=dg.AssetSelection.checks_for_assets(dg.AssetKey(spec.name)),
+        description=f"Reconcile decisions and check the lag of real-time handler {spec.name}.",
+        tags={"aios/handler": spec.name},
+    )
+
+
+def handler_checks_schedule(spec: HandlerSpec) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name=f"{spec.name}_checks_schedule",
+        job_name=f"{spec.name}_checks_job",
+        cron_schedule=spec.checks.cron,
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+        description=f"Run the checks of real-time handler {spec.name} on a schedule.",
+    )

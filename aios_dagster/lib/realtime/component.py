@@ -43,7 +43,12 @@ class HandlerComponent(HandlerSpec, dg.Component, dg.Resolvable):
         return load_naming_file(super().load, attributes, context, "real-time handler")
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
-        from aios_dagster.lib.realtime.checks import handler_asset, handler_checks
+        from aios_dagster.lib.realtime.checks import (
+            handler_asset,
+            handler_checks,
+            handler_checks_job,
+            handler_checks_schedule,
+        )
 
         data = {**self.model_dump(), "path": str(context.path / "defs.yaml")}
         spec = HandlerSpec.model_validate(data)
@@ -53,6 +58,8 @@ class HandlerComponent(HandlerSpec, dg.Component, dg.Resolvable):
         return dg.Definitions(
             assets=[handler_asset(spec, connector.name)],
             asset_checks=handler_checks(spec, connector.dataset),
+            jobs=[handler_checks_job(spec)],
+            schedules=[handler_checks_schedule(spec)],
         )
 
 

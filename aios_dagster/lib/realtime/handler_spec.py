@@ -68,6 +68,7 @@ class ChecksConfig(dg.Model, dg.Resolvable):
     max_lag: int = Field(default=1_000, ge=0)
     max_latency_s: float = Field(default=5.0, gt=0)
     stale_after_s: float = Field(default=120.0, gt=0)
+    cron: str = "*/5 * * * *"  # the checks' schedule (off until an operator starts it)
 
 
 class HandlerSpec(BaseModel):
