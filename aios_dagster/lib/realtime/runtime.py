@@ -24,7 +24,7 @@ from typing import Any
 from aios_dagster.lib.connectors.source import TransientSourceError
 from aios_dagster.lib.realtime.events import EventSource
 from aios_dagster.lib.realtime.handler_spec import HandlerSpec
-from aios_dagster.lib.realtime.steps import STEPS, HandlerContext, Work
+from aios_dagster.lib.realtime.steps import STEPS, HandlerContext, Work, warm_up
 from aios_dagster.lib.serving.errors import TritonTransientError
 
 log = logging.getLogger("aios_dagster.realtime")
@@ -43,6 +43,7 @@ class RuntimeStats:
     already_decided: int = 0
     triton_waits: int = 0
     commit_retries: int = 0
+    warm_up_s: float = 0.0
     paused_s: float = 0.0
     max_lag: int = 0
     last_lag: int | None = None
@@ -71,6 +72,7 @@ class RuntimeStats:
             "latency_s_mean": statistics.fmean(self.latencies_s) if self.latencies_s else None,
             "triton_waits": self.triton_waits,
             "commit_retries": self.commit_retries,
+            "warm_up_s": round(self.warm_up_s, 3),
             "paused_s": round(self.paused_s, 3),
             "lag": self.last_lag,
             "max_lag": self.max_lag,
@@ -106,6 +108,15 @@ class HandlerRuntime:
         """Handle events until ``stop`` is set, ``max_events`` are done, or nothing arrived for
         ``idle_exit_s`` (tests and the demo; a deployment runs until stopped)."""
         stop = stop or threading.Event()
+        started = time.perf_counter()
+        while True:  # imports and Triton's config before the first event waits on them
+            try:
+                warm_up(self.ctx)
+                break
+            except (TritonTransientError, TimeoutError) as exc:  # started while Triton is away
+                if not self._wait_for_triton(exc, stop):
+                    return self.stats
+        self.stats.warm_up_s = time.perf_counter() - started
         replay = True  # the first pass after a start may hold events decided before a crash
         idle_since = time.monotonic()
         linger = self.spec.batch.linger_ms / 1000

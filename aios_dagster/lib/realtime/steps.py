@@ -241,6 +241,25 @@ def persist(ctx: HandlerContext, work: Work) -> None:
         )
 
 
+def warm_up(ctx: HandlerContext) -> None:
+    """Load what the first email would otherwise wait for, before consuming any: Great
+    Expectations (imported lazily by the contract), the text hasher, Triton's connection and
+    the model's config (its signature is checked here, so a wrong model fails at start)."""
+    import great_expectations  # noqa: F401  (seconds of import, paid once, up front)
+    import pandas as pd
+
+    from aios_dagster.lib.features.text import TEXT_DIM, hash_text
+    from aios_dagster.lib.inference.batch import check_signature
+
+    parse_message(b"From: warm@up.test\r\nSubject: warm up\r\n\r\nwarm up", "warm-up.eml")
+    hash_text(pd.Series(["warm up"], dtype=object))
+    ctx.triton.wait_until_ready(timeout_s=ctx.triton.ready_timeout_s)
+    config = ctx.triton.get_model_config(ctx.model.triton_model)
+    # What the online path builds: the numeric features and one hashed vector per text column.
+    width = len(ctx.model.numeric_features) + TEXT_DIM * len(ctx.model.vector_features)
+    check_signature(ctx.model, config, width)
+
+
 STEPS: dict[str, Callable[[HandlerContext, Work], None]] = {
     "parse": parse,
     "land": land,
