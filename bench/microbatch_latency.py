@@ -480,12 +480,30 @@ def run_bench(bench: Bench) -> None:
     bench.results["integrity"] = integrity(settings, bench.results)
 
 
-def main() -> None:
-    args = parse_args()
-    for signum in (signal.SIGTERM, signal.SIGINT):  # also when started with them ignored
+def prepare_process() -> None:
+    """Signals become SystemExit (also when started with them ignored); analytics off."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _raise_on_term)
     for key, value in ANALYTICS_OFF.items():
         os.environ.setdefault(key, value)
+
+
+def close_bench(bench: Bench) -> None:
+    """Stop the daemon and Triton, close the instance, remove the folder unless kept."""
+    if bench.daemon is not None:
+        bench.daemon.stop()
+    bench.server.stop()
+    if bench.instance is not None:
+        bench.instance.dispose()
+    if bench.args.keep:
+        print(f"kept {bench.tmp}")
+    else:
+        shutil.rmtree(bench.tmp, ignore_errors=True)
+
+
+def main() -> None:
+    args = parse_args()
+    prepare_process()
     started = time.time()
     bench = new_bench(args)
     try:
@@ -501,15 +519,7 @@ def main() -> None:
         args.keep = True
         raise SystemExit(1) from None
     finally:
-        if bench.daemon is not None:
-            bench.daemon.stop()
-        bench.server.stop()
-        if bench.instance is not None:
-            bench.instance.dispose()
-        if args.keep:
-            print(f"kept {bench.tmp}")
-        else:
-            shutil.rmtree(bench.tmp, ignore_errors=True)
+        close_bench(bench)
 
 
 if __name__ == "__main__":

@@ -197,10 +197,7 @@ def results(
 
 def main() -> None:
     args = parse_args()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, mb._raise_on_term)  # noqa: SLF001  (the same handler)
-    for key, value in mb.ANALYTICS_OFF.items():
-        os.environ.setdefault(key, value)
+    mb.prepare_process()
     # The micro-batch phase reads these from its own arguments.
     args.floor_emails, args.skip_floor = 0, True
     mb_args = argparse.Namespace(**{**vars(args), "emails": args.microbatch_emails})
@@ -217,20 +214,10 @@ def main() -> None:
         print(f"wrote {args.out}")
     except BenchFailure as exc:
         print(f"\nBENCHMARK FAILED: {exc}", file=sys.stderr)
-        args.keep = True
+        mb_args.keep = True
         raise SystemExit(1) from None
     finally:
-        if bench.daemon is not None:
-            bench.daemon.stop()
-        bench.server.stop()
-        if bench.instance is not None:
-            bench.instance.dispose()
-        if args.keep:
-            print(f"kept {bench.tmp}")
-        else:
-            import shutil
-
-            shutil.rmtree(bench.tmp, ignore_errors=True)
+        mb.close_bench(bench)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.triton_fixtures"]
+pytest_plugins = ["tests.triton_fixtures", "tests.kafka_broker"]
 INTEGRATION = "tests/integration"
 # Joins the integration unit, so it never runs beside a whole-flow test: its Triton's OTLP spans
 # went missing in two of three two-worker runs (never alone, nor beside the other serving,

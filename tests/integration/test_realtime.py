@@ -7,7 +7,6 @@ transaction history, never decided before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -33,16 +32,7 @@ from tests.integration.realtime_support import (
     new_mail,
     quarantined,
 )
-from tests.kafka_broker import Broker, start_broker
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    broker = start_broker(tmp_path_factory.mktemp("kafka"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
+from tests.kafka_broker import Broker
 
 
 @pytest.fixture(scope="module")

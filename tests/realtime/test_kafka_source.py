@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from aios_dagster.lib.realtime.kafka_source import KafkaEventSource, KafkaSourceConfig
-from tests.kafka_broker import Broker, start_broker
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    broker = start_broker(tmp_path_factory.mktemp("kafka"))
-    try:
-        yield broker
-    finally:
-        broker.stop()
+from tests.kafka_broker import Broker
 
 
 def _source(broker: Broker, topic: str, group: str = "g") -> KafkaEventSource:

@@ -117,21 +117,19 @@ class HandlerSpec(BaseModel):
         return self
 
     def sinks_config(self) -> SinksConfig:
-        try:
-            return SinksConfig.model_validate(self.sinks)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"sinks.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ValueError(f"{self.path or self.name}: {problems}") from None
+        return self._validated("sinks", TypeAdapter(SinksConfig), self.sinks)
 
     def source_config(self) -> Source:
         """The source, validated for its kind (kept a plain mapping for the Components'
         templating, like a connector's ``source``)."""
+        return self._validated("source", _SOURCE, self.source)
+
+    def _validated(self, field: str, adapter: TypeAdapter[Any], value: Any) -> Any:
+        """``value`` through ``adapter``; errors name the file and each ``field.<path>``."""
         try:
-            return _SOURCE.validate_python(self.source)
+            return adapter.validate_python(value)
         except ValidationError as exc:
             problems = "; ".join(
-                f"source.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                f"{field}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
             )
             raise ValueError(f"{self.path or self.name}: {problems}") from None
