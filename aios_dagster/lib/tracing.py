@@ -167,11 +167,15 @@ def record_run_span(
 
 
 def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
-    """W3C trace context of the current span as request headers (empty outside a trace)."""
-    from opentelemetry.propagate import inject
+    """W3C trace context of the current span as request headers (empty outside a trace).
+
+    The W3C propagator itself, not the process-global one: libraries in the same process
+    (MLflow's tracing sets up OpenTelemetry too) must not decide what Triton receives.
+    """
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
     out = dict(headers or {})
-    inject(out)
+    TraceContextTextMapPropagator().inject(out)
     return out
 
 

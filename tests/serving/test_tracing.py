@@ -143,6 +143,8 @@ def test_triton_joins_the_trace_of_the_run_that_called_it(
             assert result.success
             trace_id = f"{uuid.UUID(result.run_id).int:032x}"
             (ours,) = [s for s in spans.get_finished_spans() if s.name == "triton.infer"]
+            # Our side first: the request span is in the run's trace (so is its header).
+            assert f"{ours.context.trace_id:032x}" == trace_id, ours.parent
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 server_spans = [s for s in collector.spans if s.trace_id == trace_id]

@@ -12,6 +12,7 @@ import time
 
 import dagster as dg
 
+from aios_dagster.lib.k8s_tags import k8s_job_tags
 from aios_dagster.lib.lake import LakeResource
 from aios_dagster.lib.realtime.handler_spec import HandlerSpec
 from aios_dagster.lib.realtime.online_store import OnlineStoreResource
@@ -116,7 +117,7 @@ def handler_checks_job(spec: HandlerSpec) -> dg.UnresolvedAssetJobDefinition:
         f"{spec.name}_checks_job",
         selection=dg.AssetSelection.checks_for_assets(dg.AssetKey(spec.name)),
         description=f"Reconcile decisions and check the lag of real-time handler {spec.name}.",
-        tags={"aios/handler": spec.name},
+        tags={"aios/handler": spec.name, **k8s_job_tags(f"{spec.name}_checks_job")},
     )
 
 
