@@ -117,6 +117,7 @@ class HandlerRuntime:
                 if not self._wait_for_triton(exc, stop):
                     return self.stats
         self.stats.warm_up_s = time.perf_counter() - started
+        log.info("%s: ready, consuming (warm-up %.1f s)", self.spec.name, self.stats.warm_up_s)
         replay = True  # the first pass after a start may hold events decided before a crash
         idle_since = time.monotonic()
         linger = self.spec.batch.linger_ms / 1000
