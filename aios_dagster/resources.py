@@ -42,10 +42,14 @@ def triton_resource(settings: Settings) -> TritonResource:
     )
 
 
-def build_resources(settings: Settings) -> dict[str, Any]:
+def require_pii_key(settings: Settings) -> None:
+    """A known key makes tokens reversible by dictionary attack: never outside embedded."""
     if settings.profile != "embedded" and not settings.pii_key:
-        # A known key makes tokens reversible by dictionary attack: never outside embedded.
         raise ValueError(f"AIOS_PROFILE={settings.profile} requires AIOS_PII_KEY to be set")
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    require_pii_key(settings)
     pii_key: Any = dg.EnvVar("AIOS_PII_KEY") if settings.pii_key else EMBEDDED_PII_KEY
     if settings.profile != "embedded" and not (
         settings.mlflow_tracking_uri and settings.mlflow_artifact_location

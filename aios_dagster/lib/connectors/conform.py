@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aios_dagster.lib.connectors.columns import contiguous
+from aios_dagster.lib.connectors.columns import contiguous, string_offsets
 from aios_dagster.lib.connectors.spec import ColumnType
 
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -230,13 +230,6 @@ _UTC_SECONDS_LITERALS = {4: "-", 7: "-", 10: "T", 13: ":", 16: ":", 19: "Z"}
 _UTC_SECONDS_DIGITS = [i for i in range(_UTC_SECONDS_WIDTH) if i not in _UTC_SECONDS_LITERALS]
 
 
-def _offsets(raw: pa.Array) -> np.ndarray:
-    """Where each value of a string array starts in its data buffer, and where the last ends."""
-    wide = pa.types.is_large_string(raw.type)
-    offsets = np.frombuffer(raw.buffers()[1], dtype=np.int64 if wide else np.int32)
-    return offsets[raw.offset : raw.offset + len(raw) + 1].astype(np.int64)
-
-
 def _utc_seconds_form(raw: pa.Array, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Which of ``rows`` (values of that width) are ``YYYY-MM-DDTHH:MM:SSZ`` in its bounds."""
     data = np.frombuffer(raw.buffers()[2], dtype=np.uint8)
@@ -259,7 +252,7 @@ def _plain_timestamps(raw: pa.Array) -> pa.Array:
     A value of exactly that width matches the pattern only in the seconds-and-"Z" form (a
     fraction or an offset makes it longer), so the byte check decides those alone.
     """
-    offsets = _offsets(raw)
+    offsets = string_offsets(raw)
     valid = raw.is_valid().to_numpy(zero_copy_only=False)
     fixed = (np.diff(offsets) == _UTC_SECONDS_WIDTH) & valid
     plain = np.zeros(len(raw), dtype=bool)

@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aios_dagster.lib.connectors.columns import contiguous
+from aios_dagster.lib.connectors.columns import contiguous, string_offsets
 from aios_dagster.lib.connectors.phones import mask_phones_array
 from aios_dagster.lib.connectors.pii import (
     _AFTER_PHONES,
@@ -82,9 +82,8 @@ def token_hasher(hmac_key: str) -> Callable[[pa.Array], pa.Array]:
     if len(key) > _SHA256_BLOCK:
         key = hashlib.sha256(key).digest()
     key = key.ljust(_SHA256_BLOCK, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
     pads = {"inner": bytes(b ^ 0x36 for b in key), "outer": bytes(b ^ 0x5C for b in key)}
+    inner, outer = hashlib.sha256(pads["inner"]), hashlib.sha256(pads["outer"])
     connection = duckdb.connect(config={"threads": 1})  # the policy's own pool does the rest
     lock = threading.Lock()
 
@@ -194,10 +193,8 @@ def _holds_byte(array: pa.Array, byte: bytes) -> bool:
     numpy over the values' bytes, far cheaper than a kernel call per row when none does."""
     if not len(array) or array.buffers()[2] is None:
         return False
-    wide = pa.types.is_large_string(array.type)
-    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if wide else np.int32)
-    first, last = offsets[array.offset], offsets[array.offset + len(array)]
-    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[first:last]
+    offsets = string_offsets(array)
+    data = np.frombuffer(array.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[-1]]
     return bool((data == ord(byte)).any())
 
 

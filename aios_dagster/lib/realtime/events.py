@@ -24,6 +24,7 @@ class Event:
     value: bytes
     name: str  # the message's file name, the email's fallback id ("support-mail-0-42.eml")
     published_at: datetime | None  # the broker's timestamp, the file's mtime
+    coords: tuple[int, ...] = ()  # the source's own coordinates (Kafka: partition, offset)
 
     @property
     def ref(self) -> str:

@@ -96,19 +96,15 @@ class KafkaEventSource:
                     value=message.value() or b"",
                     name=f"{message.topic()}-{message.partition()}-{message.offset()}.eml",
                     published_at=published,
+                    coords=(message.partition(), message.offset()),
                 )
             )
         return events
 
-    @staticmethod
-    def _partition_offset(event: Event) -> tuple[int, int]:
-        partition = int(event.source.rsplit("[", 1)[1].rstrip("]"))
-        return partition, int(event.position.removeprefix("offset "))
-
     def commit(self, events: Sequence[Event]) -> None:
         after: dict[int, int] = {}
         for event in events:
-            partition, offset = self._partition_offset(event)
+            partition, offset = event.coords
             after[partition] = max(after.get(partition, -1), offset + 1)
         if not after:
             return
@@ -121,7 +117,7 @@ class KafkaEventSource:
     def rewind(self, events: Sequence[Event]) -> None:
         first: dict[int, int] = {}
         for event in events:
-            partition, offset = self._partition_offset(event)
+            partition, offset = event.coords
             first[partition] = min(first.get(partition, offset), offset)
         for partition, offset in first.items():
             self._consumer.seek(TopicPartition(self.config.topic, partition, offset))

@@ -30,7 +30,7 @@ from aios_dagster.lib.realtime.online_store import KeyValueStore, open_store
 from aios_dagster.lib.realtime.runtime import HandlerRuntime, RuntimeStats
 from aios_dagster.lib.realtime.sinks import Sinks
 from aios_dagster.lib.realtime.steps import HandlerContext
-from aios_dagster.resources import EMBEDDED_PII_KEY, triton_resource
+from aios_dagster.resources import EMBEDDED_PII_KEY, require_pii_key, triton_resource
 from aios_dagster.settings import Settings
 
 
@@ -58,8 +58,7 @@ def build_source(spec: HandlerSpec, settings: Settings) -> EventSource:
 def build_context(
     spec: HandlerSpec, settings: Settings, *, store: KeyValueStore, triton_retry_s: float
 ) -> HandlerContext:
-    if settings.profile != "embedded" and not settings.pii_key:
-        raise ValueError(f"AIOS_PROFILE={settings.profile} requires AIOS_PII_KEY to be set")
+    require_pii_key(settings)
     models = load_catalog(settings.models_dir)
     if spec.model not in models:
         raise ValueError(
