@@ -131,8 +131,10 @@ def build_results(
         "memory": (
             "each path in a fresh subprocess: process = VmHWM over the child's life "
             "(imports, warm-up, reps); work = VmHWM over the timed reps (reset with "
-            "/proc/self/clear_refs after the warm-up) minus the RSS they started from"
+            "/proc/self/clear_refs after the warm-up) minus the RSS they started from; "
+            "both plus the peak RSS of ours' phone worker process; CPU includes the worker's"
         ),
+        "phone_worker_peak_mib": results["ours"]["phone_worker_peak_mib"],
         "peak_reset": {key: results[key]["peak_reset"] for key, _ in PATHS},
         "ours_report": results["ours"]["report"],
         "verification": checks,

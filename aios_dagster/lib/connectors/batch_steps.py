@@ -23,6 +23,7 @@ import pyarrow as pa
 from aios_dagster.lib.connectors.conform import SchemaDrift, conform_table, detect_drift
 from aios_dagster.lib.connectors.connector_report import ConnectorReport
 from aios_dagster.lib.connectors.contract_split import SplitBatch, record_copies, split_table
+from aios_dagster.lib.connectors.phones import RowMasker, mask_candidate_rows
 from aios_dagster.lib.connectors.pii import PiiMasker, mask_text
 from aios_dagster.lib.connectors.pii_policy import TokenCache, apply_pii
 from aios_dagster.lib.connectors.source import Reject, SourceBatch
@@ -87,12 +88,13 @@ def mask_batch(
     tokens: TokenCache,
     *,
     masking: Executor | None = None,
+    phones: RowMasker = mask_candidate_rows,
 ) -> MaskedBatch:
     """Step 1: the PII policy, after the source's columns are checked against the spec's.
 
     It touches nothing shared but ``tokens``, so the run loop can mask the next batch in its
     own thread while this one is conformed and validated; ``masking`` (a thread) masks text
-    while the tokens are hashed, when given.
+    while the tokens are hashed, when given; ``phones`` masks the rows that may hold a phone.
     """
     raw = batch.table
     rows = raw.num_rows
@@ -105,7 +107,7 @@ def mask_batch(
         for column in drift.missing:
             raw = raw.append_column(column, pa.nulls(rows, pa.string()))
         drift.missing = []
-    masked, counts = apply_pii(raw, spec.pii, tokens, pool=masking)
+    masked, counts = apply_pii(raw, spec.pii, tokens, pool=masking, phones=phones)
     return MaskedBatch(batch=batch, masked=masked, counts=counts, drift=drift)
 
 

@@ -72,6 +72,7 @@ from aios_dagster.lib.connectors.files.storage import StorageError
 from aios_dagster.lib.connectors.files.text_stream import BadInput, TextStream
 from aios_dagster.lib.connectors.source import (
     Cursor,
+    LineRefs,
     PermanentSourceError,
     SourceBatch,
     TransientSourceError,
@@ -243,7 +244,7 @@ class FilesReader:
             source=file.url,
             cursor=cursor,
             rejects=piece.rejects,
-            row_refs=[f"{prefix}{n}" for n in piece.lines],
+            row_refs=LineRefs(prefix, piece.lines),
         )
 
     def _format(self, file: FileInfo) -> FileFormat | None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import phonenumbers
@@ -40,7 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import rphonenumbers
 
-from aios_dagster.lib.connectors.columns import contiguous
+from aios_dagster.lib.connectors.columns import contiguous, string_array
 
 HOME_REGION = "GB"  # the bank's own numbering plan: how a number without a prefix is read first
 OTHER_REGIONS = ("US",)  # national styles also recognised, when the number is valid there
@@ -202,18 +202,37 @@ def mask_phones(text: str, placeholder: str = "[PHONE]") -> tuple[str, int]:
     return text, len(spans)
 
 
-def mask_phones_array(array: pa.Array, placeholder: str = "[PHONE]") -> tuple[pa.Array, int]:
-    """Mask phones in a string array; only rows the RE2 prefilter flags reach Python."""
+#: Masks the phones in rows that the prefilter flagged: ``(masked rows, phones masked)``.
+RowMasker = Callable[[pa.Array, str], tuple[pa.Array, int]]
+
+
+def mask_candidate_rows(texts: pa.Array, placeholder: str = "[PHONE]") -> tuple[pa.Array, int]:
+    """Mask each text of a string array in Python (the rows the prefilter flagged)."""
+    total = 0
+    replaced: list[str | None] = []
+    for text in texts.to_pylist():
+        if text is None:
+            replaced.append(None)
+            continue
+        new, count = mask_phones(text, placeholder)
+        replaced.append(new)
+        total += count
+    return string_array(replaced), total
+
+
+def mask_phones_array(
+    array: pa.Array, placeholder: str = "[PHONE]", *, rows: RowMasker = mask_candidate_rows
+) -> tuple[pa.Array, int]:
+    """Mask phones in a string array; only rows the RE2 prefilter flags reach ``rows``.
+
+    ``rows`` is where the flagged rows are masked: in this thread by default, or in a
+    ``PhoneWorker``'s process, which takes the matcher's Python off this process's lock.
+    """
     array = contiguous(array)
     candidates = pc.fill_null(pc.match_substring_regex(array, CANDIDATE), False)
     if not pc.any(candidates).as_py():
         return array, 0
-    total = 0
-    replaced: list[str] = []
-    for text in array.filter(candidates).to_pylist():
-        new, count = mask_phones(text, placeholder)
-        replaced.append(new)
-        total += count
+    replaced, total = rows(array.filter(candidates), placeholder)
     if not total:
         return array, 0
-    return pc.replace_with_mask(array, candidates, pa.array(replaced, pa.string())), total
+    return pc.replace_with_mask(array, candidates, replaced), total

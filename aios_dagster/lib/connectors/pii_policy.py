@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from aios_dagster.lib.connectors.columns import contiguous, string_offsets
-from aios_dagster.lib.connectors.phones import mask_phones_array
+from aios_dagster.lib.connectors.phones import RowMasker, mask_candidate_rows, mask_phones_array
 from aios_dagster.lib.connectors.pii import (
     _AFTER_PHONES,
     _BEFORE_PHONES,
@@ -162,7 +162,9 @@ class TokenCache:
         return pc.take(tokens, at)
 
 
-def _mask_detected(array: pa.Array) -> tuple[pa.Array, dict[str, int]]:
+def _mask_detected(
+    array: pa.Array, phones: RowMasker = mask_candidate_rows
+) -> tuple[pa.Array, dict[str, int]]:
     """``pii.mask_array``, each detector's replacement run only on the rows it matches.
 
     The detectors run in the same order on the same text, so every value comes out the same;
@@ -172,7 +174,7 @@ def _mask_detected(array: pa.Array) -> tuple[pa.Array, dict[str, int]]:
     counts: dict[str, int] = {}
     for name, rx in _BEFORE_PHONES:
         array, counts[name] = _replace_matches(array, rx, f"[{name}]")
-    array, counts["PHONE"] = mask_phones_array(array)
+    array, counts["PHONE"] = mask_phones_array(array, rows=phones)
     for name, rx in _AFTER_PHONES:
         array, counts[name] = _replace_matches(array, rx, f"[{name}]")
     return array, counts
@@ -198,11 +200,16 @@ def _holds_byte(array: pa.Array, byte: bytes) -> bool:
     return bool((data == ord(byte)).any())
 
 
-def _mask_text(array: pa.Array, names: pa.ChunkedArray | None, counts: Counter[str]) -> pa.Array:
+def _mask_text(
+    array: pa.Array,
+    names: pa.ChunkedArray | None,
+    counts: Counter[str],
+    phones: RowMasker = mask_candidate_rows,
+) -> pa.Array:
     """Mask one text column (detectors, sign-offs, the row's sender name), counting by kind."""
     detectable = _flag(pc.match_substring_regex(array, _DETECTABLE))
     if pc.any(detectable).as_py():
-        masked, found = _mask_detected(array.filter(detectable))
+        masked, found = _mask_detected(array.filter(detectable), phones)
         counts.update(found)
         array = pc.replace_with_mask(array, detectable, masked.cast(pa.string()))
     signed = _flag(pc.match_substring(array, "\n")) if _holds_byte(array, b"\n") else None
@@ -246,7 +253,9 @@ def _mask_pandas(table: pa.Table, column: str, rule: PiiRule, counts: Counter[st
     return _set(table, column, pa.array(values.tolist(), pa.string()))
 
 
-def _mask_columns(table: pa.Table, rules: Mapping[str, PiiRule]) -> tuple[pa.Table, Counter[str]]:
+def _mask_columns(
+    table: pa.Table, rules: Mapping[str, PiiRule], phones: RowMasker = mask_candidate_rows
+) -> tuple[pa.Table, Counter[str]]:
     counts: Counter[str] = Counter()
     for column, rule in rules.items():
         if column not in table.column_names or rule.action != "mask":
@@ -258,7 +267,7 @@ def _mask_columns(table: pa.Table, rules: Mapping[str, PiiRule]) -> tuple[pa.Tab
         names = None
         if rule.names_from and rule.names_from in table.column_names:
             names = table.column(rule.names_from)
-        masked = _mask_text(contiguous(values), names, counts)
+        masked = _mask_text(contiguous(values), names, counts, phones)
         table = _set(table, column, masked)
     return table, counts
 
@@ -278,6 +287,7 @@ def apply_pii(
     tokens: TokenCache,
     *,
     pool: Executor | None = None,
+    phones: RowMasker = mask_candidate_rows,
 ) -> tuple[pa.Table, dict[str, int]]:
     """Apply the connector's PII policy; returns the new table and counts of what was masked.
 
@@ -285,20 +295,21 @@ def apply_pii(
     tokenized or dropped), then tokens replace or join their columns and dropped columns go.
     With a ``pool``, text is masked there while this thread hashes the tokens (the regex
     kernels run outside Python's lock); only when no tokenized column is also masked, so the
-    result is the same either way.
+    result is the same either way. ``phones`` masks the rows that may hold a phone (a
+    ``PhoneWorker`` does it in its own process).
     """
     sources = {c for c, r in rules.items() if r.action == "tokenize" and c in table.column_names}
     masked_columns = {c for c, r in rules.items() if r.action == "mask"}
     early: dict[str, tuple[pa.Array, int]] = {}
     if pool is not None and sources and masked_columns & set(table.column_names):
         if not sources & masked_columns:
-            masking = pool.submit(_mask_columns, table, rules)
+            masking = pool.submit(_mask_columns, table, rules, phones)
             early = {c: _tokens_of(table.column(c), tokens, c) for c in sources}
             table, counts = masking.result()
         else:
-            table, counts = _mask_columns(table, rules)
+            table, counts = _mask_columns(table, rules, phones)
     else:
-        table, counts = _mask_columns(table, rules)
+        table, counts = _mask_columns(table, rules, phones)
     for column, rule in rules.items():
         if column not in table.column_names:
             continue

@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from aios_dagster.lib.connectors.batch_steps import MaskedBatch, mask_batch, split_masked
 from aios_dagster.lib.connectors.connector_report import ConnectorReport
 from aios_dagster.lib.connectors.cursors import CursorStore
+from aios_dagster.lib.connectors.phone_worker import PhoneWorker
 from aios_dagster.lib.connectors.pii import PiiMasker
 from aios_dagster.lib.connectors.pii_policy import TokenCache
 from aios_dagster.lib.connectors.source import SourceBatch, SourceReader
@@ -87,6 +88,8 @@ def run_connector(
     Python's lock, so the stages share the cores). Its cursor is saved, and the source
     acknowledged, only once both parts are written, in batch order. When reading fails, the
     batches read before it are still landed and their cursors saved, as without the overlap.
+    Phones are matched in a ``PhoneWorker``'s process once a batch brings enough of them:
+    their matcher is Python, and would hold the lock the other stages need.
     """
     tokens = TokenCache(pii)
     with (
@@ -95,6 +98,7 @@ def run_connector(
         ThreadPoolExecutor(1, thread_name_prefix=f"write {spec.name}") as writer,
         ThreadPoolExecutor(1, thread_name_prefix=f"pii {spec.name}") as step1,
         ThreadPoolExecutor(1, thread_name_prefix=f"mask {spec.name}") as masking,
+        PhoneWorker() as phones,
     ):
         report = ConnectorReport(connector=spec.name, source=reader.describe())
         report.cursor = cursors.load(spec.name)
@@ -152,7 +156,9 @@ def run_connector(
                 masked = None
                 if batch.table.num_rows or batch.rejects:
                     taken += 1
-                    masked = step1.submit(mask_batch, spec, batch, tokens, masking=masking)
+                    masked = step1.submit(
+                        mask_batch, spec, batch, tokens, masking=masking, phones=phones
+                    )
                 if ahead is not None:
                     land(*ahead)  # while this batch is being masked
                 ahead = (batch, masked)

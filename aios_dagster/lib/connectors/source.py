@@ -20,9 +20,9 @@ consistent across kinds:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import pyarrow as pa
 
@@ -87,8 +87,42 @@ class SourceBatch:
     cursor: Cursor
     rejects: list[Reject] = field(default_factory=list)
     ack: Callable[[], None] | None = None
-    row_refs: list[str] | None = None  # per-row location in the source (file:line), optional
+    row_refs: Sequence[str] | None = None  # per-row location in the source (file:line), optional
     sparse: bool = False  # records are JSON objects: a key absent from the whole batch is a null
+
+
+class LineRefs(Sequence[str]):
+    """``"<prefix><line>"`` for each row, formatted only when asked for.
+
+    Only the rows that go to quarantine need their reference; formatting one string per row
+    of every batch cost the reader's thread more than the batch's line numbers themselves.
+    """
+
+    def __init__(self, prefix: str, lines: Sequence[int]) -> None:
+        self.prefix = prefix
+        self.lines = lines
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [f"{self.prefix}{n}" for n in self.lines[index]]
+        return f"{self.prefix}{self.lines[index]}"
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same references, as the list it stands for would be."""
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a list is not hashable either
 
 
 class SourceReader(Protocol):
