@@ -14,8 +14,9 @@ import time
 import pyarrow as pa
 import pytest
 
+from aios_dagster.lib.connectors.phone_text import forget_seen_numbers
 from aios_dagster.lib.connectors.phone_worker import PhoneWorker
-from aios_dagster.lib.connectors.phones import forget_seen_numbers, mask_candidate_rows
+from aios_dagster.lib.connectors.phones import mask_candidate_rows
 from tests.unit.test_pii import FOREIGN_PHONES
 
 READY_WITHIN_S = 60
@@ -25,6 +26,7 @@ def _corpus(rows: int) -> pa.Array:
     rng = random.Random(7)
     texts: list[str | None] = [f"please call {number} today" for number in FOREIGN_PHONES]
     texts += [None, "", "order 1234567890123 shipped", "09:15 (10/11/2026)", "ref 0123456"]
+    texts += ["appelez le +33 1 42 68 53 00 — merci ✓", "zero\x00byte 020 7946 0958"]
     while len(texts) < rows:
         texts.append(f"call back on 07{rng.randrange(10**9):09d} after 5pm")
     return pa.array(texts, pa.string())

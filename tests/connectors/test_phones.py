@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from aios_dagster.lib.connectors import phones
-from aios_dagster.lib.connectors.phones import find_phones, mask_phones
+from aios_dagster.lib.connectors import phone_text as phones
+from aios_dagster.lib.connectors.phone_text import find_phones, mask_phones
 from tests.unit.test_pii import FOREIGN_PHONES
 
 CONTEXTS = ("{}", "tel:{}", "call {}.", "({})", "x{}y", "{}:15", "on {}, or", "\n{}\n", "{} / {}")

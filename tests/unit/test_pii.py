@@ -166,7 +166,8 @@ def test_the_arrow_prefilter_never_hides_a_phone_the_matcher_would_find() -> Non
     """Rows the RE2 prefilter skips must be rows with no phone: checked row by row."""
     import pyarrow as pa
 
-    from aios_dagster.lib.connectors.phones import mask_phones, mask_phones_array
+    from aios_dagster.lib.connectors.phone_text import mask_phones
+    from aios_dagster.lib.connectors.phones import mask_phones_array
 
     contexts = ("{}", "tel:{}", "call {}.", "({})", "x{}y", "{}:15", "on {}, or", "\n{}\n")
     numbers = (*FOREIGN_PHONES, "07700 900456", "+44 7700 900123", "12345678", "2026-11-10")

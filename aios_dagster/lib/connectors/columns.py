@@ -25,26 +25,3 @@ def string_offsets(array: pa.Array) -> np.ndarray:
     wide = pa.types.is_large_string(array.type)
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if wide else np.int32)
     return offsets[array.offset : array.offset + len(array) + 1].astype(np.int64)
-
-
-def string_array(values: list[str | None]) -> pa.Array:
-    """A string array of Python strings, assembled from its buffers.
-
-    ``pa.array`` would give the same array, but it imports pandas on its first call (to ask
-    whether the list is a frame): a phone worker process that never needs pandas would start
-    a second later for it.
-    """
-    encoded = [b"" if v is None else v.encode() for v in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
-    if offsets[-1] >= 2**31:
-        return pa.array(values, pa.string())
-    present = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-    validity = None if present.all() else pa.py_buffer(np.packbits(present, bitorder="little"))
-    return pa.StringArray.from_buffers(
-        len(values),
-        pa.py_buffer(offsets.astype(np.int32)),
-        pa.py_buffer(b"".join(encoded)),
-        validity,
-        null_count=len(values) - int(present.sum()),
-    )

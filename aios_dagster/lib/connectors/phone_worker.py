@@ -3,9 +3,12 @@
 libphonenumber is asked once per phone-like digit run, from Python. On an export with many
 numbers that loop holds the interpreter lock while the reader, the conform step and the Parquet
 writer wait for it, and on two cores the landing ran at the speed of that lock. A
-``PhoneWorker`` runs the same :func:`~aios_dagster.lib.connectors.phones.mask_candidate_rows`
-in a child process (``python -m aios_dagster.lib.connectors.phone_worker``) fed over its pipes
-in Arrow IPC: the flagged rows go in, the masked rows and their count come back, in order.
+``PhoneWorker`` runs the same :func:`~aios_dagster.lib.connectors.phone_text.mask_phones` in a
+child process (``python -m aios_dagster.lib.connectors.phone_worker``) fed over its pipes.
+
+The child imports ``phone_text`` and the standard library only, so it is ready in a fraction
+of a second; the rows travel as Arrow keeps them (one validity byte per row, int64 offsets,
+the UTF-8 bytes), so neither side converts more than the texts themselves.
 
 It speeds masking up and is never a condition of it:
 
@@ -22,20 +25,23 @@ import contextlib
 import logging
 import os
 import select
+import struct
 import subprocess
 import sys
 import threading
+from array import array
 from types import TracebackType
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import pyarrow as pa
-
-from aios_dagster.lib.connectors.columns import string_array
-from aios_dagster.lib.connectors.phones import mask_candidate_rows
+if TYPE_CHECKING:  # the child process never imports Arrow
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
 _READY = b"R"
+#: A request: rows, bytes of text, bytes of placeholder. An answer: rows, bytes, phones masked.
+#: Both sides run on one machine, so numbers travel in its native byte order.
+_HEAD = struct.Struct("=qqq")
 #: Fewer flagged rows than this in one call are masked here: a process start costs more.
 START_ROWS = 1_000
 
@@ -45,6 +51,13 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _read(stream: IO[bytes], size: int) -> bytes:
+    data = stream.read(size) if size else b""
+    if len(data) != size:
+        raise EOFError(f"the stream ended after {len(data)} of {size} bytes")
+    return data
 
 
 class PhoneWorker:
@@ -60,8 +73,6 @@ class PhoneWorker:
         self.failure: str | None = None  # why the child is no longer used, if it is not
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready = False
-        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
-        self._reader: pa.ipc.RecordBatchStreamReader | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> PhoneWorker:
@@ -77,6 +88,8 @@ class PhoneWorker:
         return self._proc.pid if self._proc is not None else None
 
     def __call__(self, texts: pa.Array, placeholder: str = "[PHONE]") -> tuple[pa.Array, int]:
+        from aios_dagster.lib.connectors.phones import mask_candidate_rows
+
         with self._lock:
             if (
                 self._proc is None
@@ -88,18 +101,15 @@ class PhoneWorker:
             if self._usable():
                 try:
                     return self._remote(texts, placeholder)
-                except (OSError, ValueError, pa.ArrowException, StopIteration) as exc:
+                except (OSError, ValueError, EOFError) as exc:
                     self._give_up(f"{type(exc).__name__}: {exc}")
         return mask_candidate_rows(texts, placeholder)
 
     def close(self) -> None:
-        """End the child: the end of its input stream, then a wait (a kill if it lingers)."""
+        """End the child: the end of its input, then a wait (a kill if it lingers)."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        with contextlib.suppress(Exception):
-            if self._writer is not None:
-                self._writer.close()
         _close_quietly(proc.stdin)
         try:
             proc.wait(timeout=10)
@@ -135,20 +145,37 @@ class PhoneWorker:
         return True
 
     def _remote(self, texts: pa.Array, placeholder: str) -> tuple[pa.Array, int]:
+        import numpy as np
+        import pyarrow as pa
+
+        from aios_dagster.lib.connectors.columns import contiguous, string_offsets
+
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        request = pa.record_batch([texts.cast(pa.string())], names=["text"])
-        if self._writer is None:
-            self._writer = pa.ipc.new_stream(proc.stdin, request.schema)
-        self._writer.write_batch(request, custom_metadata={"placeholder": placeholder})
+        texts = contiguous(texts).cast(pa.string())
+        rows = len(texts)
+        offsets = string_offsets(texts)
+        data = texts.buffers()[2]
+        text = memoryview(b"") if data is None else memoryview(data)[offsets[0] : offsets[-1]]
+        present = texts.is_valid().to_numpy(zero_copy_only=False)
+        mark = placeholder.encode()
+        proc.stdin.write(_HEAD.pack(rows, len(text), len(mark)) + mark)
+        proc.stdin.write(present.astype(np.uint8).tobytes())
+        proc.stdin.write((offsets - offsets[0]).astype(np.int64).tobytes())  # native, as array
+        proc.stdin.write(text)
         proc.stdin.flush()
-        if self._reader is None:
-            self._reader = pa.ipc.open_stream(proc.stdout)
-        answer, meta = self._reader.read_next_batch_with_custom_metadata()
-        if answer.num_rows != len(texts) or meta is None or b"phones" not in meta:
-            raise ValueError(f"answered {answer.num_rows} rows for {len(texts)}")
+        answered, size, phones = _HEAD.unpack(_read(proc.stdout, _HEAD.size))
+        if answered != rows:
+            raise ValueError(f"answered {answered} rows for {rows}")
+        new_offsets = _read(proc.stdout, 8 * (rows + 1))
+        masked = _read(proc.stdout, size)
+        nulls = rows - int(present.sum())
+        validity = pa.py_buffer(np.packbits(present, bitorder="little")) if nulls else None
+        result = pa.LargeStringArray.from_buffers(
+            rows, pa.py_buffer(new_offsets), pa.py_buffer(masked), validity, null_count=nulls
+        )
         self.served += 1
-        return answer.column(0), int(meta[b"phones"])
+        return result.cast(pa.string()), phones
 
     def _give_up(self, reason: str) -> None:
         self.failure = reason
@@ -167,30 +194,40 @@ def _close_quietly(stream: IO[bytes] | None) -> None:
 
 
 def main() -> int:
-    """The child: warm the matchers, say ready, then answer each request batch in turn."""
-    from aios_dagster.lib.connectors.phones import forget_seen_numbers
+    """The child: warm the matchers, say ready, then answer each request in turn."""
+    from aios_dagster.lib.connectors.phone_text import forget_seen_numbers, mask_phones
 
-    mask_candidate_rows(string_array(["call 020 7946 0958 or +1 415 555 0100"]))  # both plans
+    mask_phones("call 020 7946 0958 or +1 415 555 0100")  # loads both ports' plans
     forget_seen_numbers()
     out, source = sys.stdout.buffer, sys.stdin.buffer
     out.write(_READY)
     out.flush()
-    try:
-        reader = pa.ipc.open_stream(source)
-    except (pa.ArrowInvalid, OSError):  # closed before the first request
-        return 0
-    writer: pa.ipc.RecordBatchStreamWriter | None = None
     while True:
-        try:
-            request, meta = reader.read_next_batch_with_custom_metadata()
-        except StopIteration:
-            return 0
-        placeholder = (meta or {}).get(b"placeholder", b"[PHONE]").decode()
-        masked, total = mask_candidate_rows(request.column(0), placeholder)
-        answer = pa.record_batch([masked], names=["text"])
-        if writer is None:
-            writer = pa.ipc.new_stream(out, answer.schema)
-        writer.write_batch(answer, custom_metadata={"phones": str(total)})
+        head = source.read(_HEAD.size)
+        if not head:
+            return 0  # the parent closed: the run is over
+        rows, size, mark_size = _HEAD.unpack(head)
+        placeholder = _read(source, mark_size).decode()
+        present = _read(source, rows)
+        offsets = array("q")
+        offsets.frombytes(_read(source, 8 * (rows + 1)))
+        text = _read(source, size)
+        pieces: list[bytes] = []
+        ends = array("q", [0])
+        total = length = 0
+        for row in range(rows):
+            if present[row]:
+                value = text[offsets[row] : offsets[row + 1]].decode()
+                new, found = mask_phones(value, placeholder)
+                total += found
+                piece = new.encode()
+                pieces.append(piece)
+                length += len(piece)
+            ends.append(length)
+        masked = b"".join(pieces)
+        out.write(_HEAD.pack(rows, len(masked), total))
+        out.write(ends.tobytes())
+        out.write(masked)
         out.flush()
 
 
