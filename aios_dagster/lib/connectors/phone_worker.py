@@ -12,8 +12,9 @@ the UTF-8 bytes), so neither side converts more than the texts themselves.
 
 It speeds masking up and is never a condition of it:
 
-* the child starts only when a call brings enough rows to repay a process start; until it says
-  it is ready, calls are masked here, by the same function, so with the same result;
+* the child starts only when a call brings enough rows to repay a process start; that call
+  waits up to a second for it, and until it says it is ready, calls are masked here, by the
+  same function, so with the same result;
 * if the child dies or answers out of turn, that call and every later one are masked here, and
   one warning says so;
 * a child whose parent is gone reads the end of its input and exits.
@@ -44,6 +45,9 @@ _READY = b"R"
 _HEAD = struct.Struct("=qqq")
 #: Fewer flagged rows than this in one call are masked here: a process start costs more.
 START_ROWS = 1_000
+#: How long the call that starts the child waits for it (it needs a few tenths of a second),
+#: rather than masking its rows here; later calls never wait.
+READY_WAIT_S = 1.0
 
 
 def _cores() -> int:
@@ -98,7 +102,10 @@ class PhoneWorker:
                 and _cores() > 1
             ):
                 self._start()
-            if self._usable():
+                wait = READY_WAIT_S  # ready sooner than this batch would be masked here
+            else:
+                wait = 0.0
+            if self._usable(wait):
                 try:
                     return self._remote(texts, placeholder)
                 except (OSError, ValueError, EOFError) as exc:
@@ -126,14 +133,14 @@ class PhoneWorker:
             close_fds=True,
         )
 
-    def _usable(self) -> bool:
+    def _usable(self, wait: float) -> bool:
         proc = self._proc
         if proc is None or self.failure is not None:
             return False
         if self._ready:
             return True
         assert proc.stdout is not None
-        readable, _, _ = select.select([proc.stdout], [], [], 0)
+        readable, _, _ = select.select([proc.stdout], [], [], wait)
         if not readable:
             if proc.poll() is not None:
                 self._give_up(f"exited with status {proc.returncode} while starting")
