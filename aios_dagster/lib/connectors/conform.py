@@ -233,9 +233,16 @@ _UTC_SECONDS_DIGITS = [i for i in range(_UTC_SECONDS_WIDTH) if i not in _UTC_SEC
 def _utc_seconds_form(raw: pa.Array, offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Which of ``rows`` (values of that width) are ``YYYY-MM-DDTHH:MM:SSZ`` in its bounds."""
     data = np.frombuffer(raw.buffers()[2], dtype=np.uint8)
-    chars = data[offsets[rows, None] + np.arange(_UTC_SECONDS_WIDTH)]
-    digits = chars[:, _UTC_SECONDS_DIGITS]
-    ok = ((digits >= ord("0")) & (digits <= ord("9"))).all(axis=1)
+    starts = offsets[rows]
+    first, last = int(starts[0]), int(starts[-1])
+    if last - first == (len(rows) - 1) * _UTC_SECONDS_WIDTH:
+        # Every value has the width and they sit back to back (the usual column of one
+        # format): the bytes are already the rows of a matrix, so no index matrix is built.
+        chars = data[first : last + _UTC_SECONDS_WIDTH].reshape(len(rows), _UTC_SECONDS_WIDTH)
+    else:
+        chars = data[starts[:, None] + np.arange(_UTC_SECONDS_WIDTH)]
+    digits = chars[:, _UTC_SECONDS_DIGITS] - np.uint8(ord("0"))  # wraps below "0": > 9 too
+    ok = (digits <= 9).all(axis=1)
     for at, literal in _UTC_SECONDS_LITERALS.items():
         ok &= chars[:, at] == ord(literal)
     ok &= ((chars[:, 0] == ord("1")) & (chars[:, 1] == ord("9"))) | (
