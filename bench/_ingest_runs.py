@@ -7,8 +7,10 @@ peak memories do not contaminate each other; this module is what that child impo
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -230,8 +232,21 @@ class WorkerPeak:
                     self.kib = max(self.kib, int(line.split()[1]))
 
 
-def child_measure(path: str, workdir: Path, reps: int, budget_s: float) -> dict[str, Any]:
-    """Warm up once, then up to ``reps`` timed runs within ``budget_s``; memory from /proc.
+PROTOCOL = "@@ingest-bench "
+
+
+def _say(message: dict[str, Any]) -> None:
+    sys.stdout.write(PROTOCOL + json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def child_measure(path: str, workdir: Path) -> dict[str, Any]:
+    """Warm up once, then one timed run per ``rep`` line on stdin; memory from /proc.
+
+    The parent keeps every path's child alive and asks them for a rep in turn, so the paths
+    share the box's noisy moments instead of each having a phase of its own. Protocol lines on
+    stdout start with :data:`PROTOCOL` (libraries may print too): ``ready`` after the warm-up,
+    one timing per rep; the result is printed by the caller as the last line.
 
     ``process`` peak: VmHWM over the child's whole life (imports, warm-up, reps). ``work`` peak:
     VmHWM over the timed reps minus the RSS they started from (after imports and warm-up, with
@@ -255,17 +270,17 @@ def child_measure(path: str, workdir: Path, reps: int, budget_s: float) -> dict[
     baseline_kib = _status_kib("VmRSS")
     times: list[float] = []
     cpu: list[float] = []
-    spent = warmup_s
+    _say({"ready": True, "warmup_s": warmup_s})
     with WorkerPeak() as workers:
-        for _ in range(reps):
-            if times and spent + times[-1] > budget_s:
-                break  # one more rep would overrun the budget: report fewer, the JSON says so
+        for line in sys.stdin:
+            if line.strip() != "rep":
+                break
             forget_seen_numbers()  # each rep meets the export's numbers as a new run's process does
             started, cpu_started = time.perf_counter(), _cpu_s()
             last = run(f"{path}-rep")
             times.append(time.perf_counter() - started)
             cpu.append(_cpu_s() - cpu_started)  # every thread and child: robust to a busy box
-            spent += times[-1]
+            _say({"time_s": times[-1], "cpu_s": cpu[-1]})
     peak_kib = _status_kib("VmHWM")
     worker_kib = workers.kib  # 0: no worker ran
     result: dict[str, Any] = {

@@ -23,12 +23,16 @@ In one run it measures rows/s of
 (c2) ``pyarrow_plus_pii``: (b2) plus ``pii_policy.apply_pii`` -- the connector's own PII step,
     in Arrow -- on each 100k-row batch: the middle reference that shows what PII alone costs.
 
-Each path runs in its own fresh subprocess (so peak memories do not contaminate each other):
+Each path runs in its own subprocess (so peak memories do not contaminate each other):
 imports, one warm-up (the first 100k-row batch for (a) and (c2), which is all they need to load
-their lazy imports and compile their regexes; the whole file for the floors), then ``--reps``
-timed runs (fewer if ``--budget-s`` per path would be exceeded; the JSON says how many ran),
-each with the phone matcher's cache emptied: a run's step process starts without the numbers an
-earlier run parsed (figures before 2026-12-07 kept it across reps, which flattered ours).
+their lazy imports and compile their regexes; the whole file for the floors). The children then
+stay up and run ``--reps`` rounds, one timed run of each path per round in a rotating order,
+so that the box's busy moments fall on every path alike (before 2026-12-08 each path ran all
+its reps in a phase of its own, and the ratio moved with whichever phase was unlucky). Fewer
+rounds run if ``--budget-s`` would be exceeded; the JSON says how many. Each rep starts with the
+phone matcher's cache emptied, and ours starts its phone worker process afresh: a run's step
+process starts without the numbers an earlier run parsed (figures before 2026-12-07 kept them
+across reps, which flattered ours).
 The median wall time is reported as rows/s, with the CPU time of every thread next to it (this
 2-core box is shared, so wall time is noisy and CPU time is the steadier number). Peak memory is
 the child's ``VmHWM`` over its whole life (``process``) and, after the warm-up hands freed
@@ -66,7 +70,9 @@ from _common import add_output_argument
 from _ingest_data import DATASET, make_csv, write_contract, write_spec
 from _ingest_profile import child_profile
 from _ingest_report import PATHS, build_results, print_report, verify
-from _ingest_runs import FACTORIES, child_measure
+from _ingest_runs import FACTORIES, PROTOCOL, child_measure
+
+_ENV = {**os.environ, "GX_ANALYTICS_ENABLED": "false"}
 
 
 def _child(args: list[str], timeout: float) -> dict[str, Any]:
@@ -75,7 +81,7 @@ def _child(args: list[str], timeout: float) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "GX_ANALYTICS_ENABLED": "false"},
+        env=_ENV,
         check=False,
     )
     if proc.returncode != 0:
@@ -84,12 +90,65 @@ def _child(args: list[str], timeout: float) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+class _Path:
+    """One path's child process, kept warm between the reps it is asked for."""
+
+    def __init__(self, key: str, workdir: Path) -> None:
+        self.key = key
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", key, "--workdir", str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=_ENV,
+        )
+
+    def _message(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(PROTOCOL):
+                return dict(json.loads(line[len(PROTOCOL) :]))
+        raise RuntimeError(f"child {self.key} ended with {self.proc.wait()}")
+
+    def ready(self) -> float:
+        return float(self._message()["warmup_s"])
+
+    def rep(self) -> float:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("rep\n")
+        self.proc.stdin.flush()
+        return float(self._message()["time_s"])
+
+    def result(self) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        last = self.proc.stdout.read().strip().splitlines()[-1]
+        if self.proc.wait() != 0:
+            raise RuntimeError(f"child {self.key} failed with {self.proc.returncode}")
+        return dict(json.loads(last))
+
+
+def _measure(workdir: Path, reps: int, budget_s: float) -> dict[str, dict[str, Any]]:
+    """Every path warmed in its own child, then rounds of one rep each, the order rotating."""
+    paths = [_Path(key, workdir) for key, _ in PATHS]
+    for path in paths:  # one at a time: a warm-up is not timed, but it should not contend
+        print(f"  {path.key}: warmed up in {path.ready():.1f} s")
+    started = time.perf_counter()
+    for rnd in range(reps):
+        if rnd and time.perf_counter() - started > budget_s:
+            break  # another round would overrun the budget: fewer reps, the JSON says so
+        order = paths[rnd % len(paths) :] + paths[: rnd % len(paths)]
+        took = {path.key: path.rep() for path in order}
+        print(f"  round {rnd + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in took.items()))
+    return {path.key: path.result() for path in paths}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--bad-fraction", type=float, default=0.001)
     parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--budget-s", type=float, default=200.0, help="per path, reps included")
+    parser.add_argument("--budget-s", type=float, default=600.0, help="all rounds together")
     parser.add_argument("--profile-rows", type=int, default=200_000)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -102,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_profile(args.workdir, args.profile_rows, args.top)))
         return 0
     if args.child:
-        print(json.dumps(child_measure(args.child, args.workdir, args.reps, args.budget_s)))
+        print(json.dumps(child_measure(args.child, args.workdir)))
         return 0
 
     begun = time.perf_counter()
@@ -130,18 +189,8 @@ def _run(args: argparse.Namespace, workdir: Path, begun: float) -> int:
         f"in {time.perf_counter() - started:.1f} s under {workdir}"
     )
 
-    results: dict[str, dict[str, Any]] = {}
-    for key, label in PATHS:
-        started = time.perf_counter()
-        common = ["--workdir", str(workdir), "--reps", str(args.reps)]
-        results[key] = _child(
-            ["--child", key, *common, "--budget-s", str(args.budget_s)], timeout=900
-        )
-        done = len(results[key]["times_s"])
-        print(
-            f"  {label}: {time.perf_counter() - started:.1f} s "
-            f"(warm-up {results[key]['warmup_s']:.1f} s + {done} reps)"
-        )
+    results = _measure(workdir, args.reps, args.budget_s)
+    for key, _label in PATHS:
         if key != "ours":
             assert results[key]["rows"] == args.rows, (key, results[key]["rows"])
     checks = verify(Path(results["ours"]["lake"]), meta, args.rows, results["ours"]["report"])
