@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -364,3 +365,37 @@ def test_reprocessing_never_lands_a_duplicate_over_the_kept_copy(tmp_path: Path,
     landed = latest_records(env["lake"].read("raw_customers").to_pandas(), "customer_id")
     assert landed["city"].tolist() == ["Leeds"]
     assert len(env["lake"].read("quarantine_customers")) == 1
+
+
+def test_a_batch_full_of_phones_is_masked_by_the_phone_worker(tmp_path: Path, env: dict) -> None:
+    """A batch with enough phone-bearing rows is matched in the worker process, and lands
+    with every number masked; the run's metadata says where phones were matched."""
+    sources = tmp_path / "sources"
+    generate_reference_data(sources, emails_per_week=10, customers=5, weeks=1)
+    spec = _spec("raw_emails", sources)
+    sample = next(iter(_mailbox(spec).batches({}))).table.slice(0, 1).to_pylist()[0]
+    numbers = [f"07700 9{i:05d}" for i in range(3_600)]
+    rows = [
+        {
+            **sample,
+            "email_id": f"<phones-{i}@example.test>",
+            "message_id": f"<phones-{i}@example.test>",
+            "body": f"Hello, please ring me on {number} after 5pm. Thanks",
+        }
+        for i, number in enumerate(numbers)
+    ]
+    table = pa.Table.from_pylist(rows)
+    # Three batches: the first waits a while for the worker to start, the later ones find it
+    # ready however busy the machine is.
+    batches = [
+        SourceBatch(table.slice(i * 1_200, 1_200), f"phones-{i}", "mailbox/test", {"n": i + 1})
+        for i in range(3)
+    ]
+    report = _run(spec, ListReader(batches), env)
+    assert report.rows_landed == 3_600 and report.pii_masked["PHONE"] == 3_600
+    served = re.fullmatch(r"worker process \((\d) of 3 batches\)", report.phone_matching)
+    assert served and int(served.group(1)) >= 1, report.phone_matching
+    meta = report.metadata(load_contract(EXPECTATIONS / f"{spec.contract}.json"))
+    assert meta["phone_matching"] == report.phone_matching
+    bodies = env["lake"].read("raw_emails").column("body").to_pylist()
+    assert all(body == "Hello, please ring me on [PHONE] after 5pm. Thanks" for body in bodies)

@@ -29,6 +29,7 @@ class ConnectorReport:
     parts: list[str] = field(default_factory=list)
     cursor: dict[str, Any] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    phone_matching: str = "in-process"  # or in the phone worker, and why it stopped if it did
 
     def metadata(self, contract: Contract) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class ConnectorReport:
             "failed_rules": dict(self.failed_rules),
             "pii_masked": dict(self.pii_masked),
             "schema_drift": self.drift.describe(),
+            "phone_matching": self.phone_matching,
             "parts_written": len(self.parts),
             "cursor": dg.MetadataValue.json(_short_cursor(self.cursor)),
             "quarantine_sample": dg.MetadataValue.json(self.samples[:5]),

@@ -87,6 +87,14 @@ class PhoneWorker:
     ) -> None:
         self.close()
 
+    def summary(self, batches: int) -> str:
+        """Where this run's phones were matched, for the run's metadata."""
+        if self.failure is not None:
+            return f"in-process after the worker failed ({self.failure})"
+        if self.served:
+            return f"worker process ({self.served} of {batches} batches)"
+        return "in-process"
+
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
