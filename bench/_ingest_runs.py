@@ -202,19 +202,22 @@ class WorkerPeak:
     short-lived child forked from this large process before its ``exec``.
     """
 
-    def __init__(self, every_s: float = 0.02) -> None:
+    def __init__(self, *, poll: bool, every_s: float = 0.02) -> None:
         self.kib = 0
+        self._poll_it = poll  # only ours has workers: the floors' reps run without the poller
         self._every_s = every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="worker-peak", daemon=True)
 
     def __enter__(self) -> WorkerPeak:
-        self._thread.start()
+        if self._poll_it:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._poll_it:
+            self._thread.join()
 
     def _poll(self) -> None:
         while not self._stop.wait(self._every_s):
@@ -271,7 +274,7 @@ def child_measure(path: str, workdir: Path) -> dict[str, Any]:
     times: list[float] = []
     cpu: list[float] = []
     _say({"ready": True, "warmup_s": warmup_s})
-    with WorkerPeak() as workers:
+    with WorkerPeak(poll=path == "ours") as workers:
         for line in sys.stdin:
             if line.strip() != "rep":
                 break

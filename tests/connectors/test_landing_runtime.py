@@ -393,7 +393,7 @@ def test_a_batch_full_of_phones_is_masked_by_the_phone_worker(tmp_path: Path, en
     ]
     report = _run(spec, ListReader(batches), env)
     assert report.rows_landed == 3_600 and report.pii_masked["PHONE"] == 3_600
-    served = re.fullmatch(r"worker process \((\d) of 3 batches\)", report.phone_matching)
+    served = re.fullmatch(r"worker process \((\d) of 3 calls\)", report.phone_matching)
     assert served and int(served.group(1)) >= 1, report.phone_matching
     meta = report.metadata(load_contract(EXPECTATIONS / f"{spec.contract}.json"))
     assert meta["phone_matching"] == report.phone_matching

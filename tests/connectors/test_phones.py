@@ -80,22 +80,7 @@ def _masked_digits(text: str, spans: list[tuple[int, int]]) -> set[int]:
 
 def _reference_spans(text: str) -> list[tuple[int, int]]:
     """What the pure-Python reference port alone finds, through the same runs and snippets."""
-    found: list[tuple[int, int]] = []
-    for run in phones._runs(text):
-        digits = run.group()
-        if not phones._phone_shaped(digits):
-            continue
-        start, end = run.span()
-        lo = max(start - phones._BEFORE, 0)
-        snippet = (
-            phones._as_context(text[lo:start])
-            + digits
-            + phones._as_context(text[end : end + phones._AFTER])
-        )
-        for s, e in phones._REFERENCE.spans(snippet):
-            if not found or lo + s >= found[-1][1]:
-                found.append((lo + s, lo + e))
-    return found
+    return phones._find(text, lambda snippet, *_: phones._REFERENCE.spans(snippet))
 
 
 def test_the_fast_port_never_leaves_a_digit_the_reference_port_masks() -> None:

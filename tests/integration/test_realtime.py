@@ -7,7 +7,9 @@ transaction history, never decided before.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -16,9 +18,10 @@ import pytest
 
 from aios_dagster.lib.inference.catalog import load_catalog
 from aios_dagster.lib.lake import LakeResource
+from aios_dagster.lib.realtime.handler_spec import HandlerSpec
 from aios_dagster.lib.realtime.kafka_source import KafkaEventSource
 from aios_dagster.lib.realtime.online_features import Windows, email_features, refresh_customers
-from aios_dagster.lib.realtime.online_store import open_store
+from aios_dagster.lib.realtime.online_store import KeyValueStore, open_store
 from aios_dagster.lib.realtime.reconcile import reconcile
 from aios_dagster.lib.realtime.runtime import HandlerRuntime
 from aios_dagster.lib.realtime.service import build_context
@@ -57,6 +60,27 @@ def _landed_emails(settings: Settings, limit: int) -> pa.Table:
             "union_by_name = true) order by email_id, _ingested_at desc, _batch_id desc) "
             f"order by email_id limit {limit}"
         ).to_arrow_table()
+
+
+def _kafka_runtime(
+    spec: HandlerSpec,
+    settings: Settings,
+    store: KeyValueStore,
+    *,
+    triton_retry_s: float = 5.0,
+    **kw: Any,
+) -> HandlerRuntime:
+    """The handler ``serve`` would build for ``spec``, on its own Kafka consumer."""
+    ctx = build_context(spec, settings, store=store, triton_retry_s=triton_retry_s)
+    return HandlerRuntime(spec, ctx, KafkaEventSource(spec.source_config()), **kw)  # type: ignore[arg-type]
+
+
+def _in_background(runtime: HandlerRuntime, **run: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """``runtime.run(**run)`` in a started thread; its stats land in the dict as ``stats``."""
+    result: dict[str, Any] = {}
+    worker = threading.Thread(target=lambda: result.update(stats=runtime.run(**run)))
+    worker.start()
+    return worker, result
 
 
 def test_online_features_are_the_feature_tables_values(
@@ -116,12 +140,10 @@ def test_kafka_mail_is_decided_once_and_poison_is_quarantined(
 
     spec = kafka_handler(broker.bootstrap, topic, batch={"max_events": 16, "linger_ms": 20})
     store = open_store(live.online_store)
-    ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
-    source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
-    runtime = HandlerRuntime(spec, ctx, source)
+    runtime = _kafka_runtime(spec, live, store)
     stats = runtime.run(max_events=42, idle_exit_s=20)
-    lag = source.lag()
-    source.close()
+    lag = runtime.source.lag()
+    runtime.source.close()
     store.close()
 
     assert stats.events == 42 and stats.decided == 40 and stats.quarantined == 2, stats.snapshot()
@@ -198,7 +220,6 @@ def test_serve_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
     import signal
     import subprocess
     import sys
-    import threading
     import time
 
     topic = "mail-crash"
@@ -252,7 +273,6 @@ def test_serve_killed_mid_stream_and_restarted_loses_and_repeats_nothing(
 def test_triton_killed_pauses_consumption_and_it_resumes_without_loss(
     live: Settings, broker: Broker, tmp_path: Path
 ) -> None:
-    import threading
     import time
     from dataclasses import replace
 
@@ -267,14 +287,8 @@ def test_triton_killed_pauses_consumption_and_it_resumes_without_loss(
         mail = list(new_mail(settings, 60, "down").items())
         spec = kafka_handler(broker.bootstrap, topic, batch={"max_events": 5, "linger_ms": 20})
         store = open_store(settings.online_store)
-        ctx = build_context(spec, settings, store=store, triton_retry_s=1.0)
-        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
-        runtime = HandlerRuntime(spec, ctx, source, triton_wait_s=0.5)
-        result: dict[str, object] = {}
-        worker = threading.Thread(
-            target=lambda: result.update(stats=runtime.run(max_events=60, idle_exit_s=30))
-        )
-        worker.start()
+        runtime = _kafka_runtime(spec, settings, store, triton_retry_s=1.0, triton_wait_s=0.5)
+        worker, result = _in_background(runtime, max_events=60, idle_exit_s=30)
         broker.produce(topic, [v for _, v in mail[:20]])
         deadline = time.monotonic() + 60
         while runtime.stats.decided < 10 and time.monotonic() < deadline:
@@ -290,7 +304,7 @@ def test_triton_killed_pauses_consumption_and_it_resumes_without_loss(
         server.start()  # same ports, as a pod restarting behind its Service
         worker.join(120)
         assert not worker.is_alive()
-        source.close()
+        runtime.source.close()
         store.close()
     finally:
         server.stop()
@@ -332,10 +346,9 @@ def test_a_third_email_in_a_day_is_raised_and_a_reply_joins_its_ticket(
         batch={"max_events": 1, "linger_ms": 0},  # one email per pass: state carries over
     )
     store = open_store(live.online_store)
-    ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
-    source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
-    stats = HandlerRuntime(spec, ctx, source).run(max_events=3, idle_exit_s=20)
-    source.close()
+    runtime = _kafka_runtime(spec, live, store)
+    stats = runtime.run(max_events=3, idle_exit_s=20)
+    runtime.source.close()
     store.close()
     assert stats.decided == 3
 
@@ -412,18 +425,17 @@ def test_decisions_reach_the_topics_and_the_rpa_queue_once_across_a_crash(
             raise SystemExit("killed between sink and persist")
 
         monkeypatch.setitem(steps.STEPS, "persist", die)
-        ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
-        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
+        first = _kafka_runtime(spec, live, store)
         with pytest.raises(SystemExit):
-            HandlerRuntime(spec, ctx, source).run(max_events=24, idle_exit_s=20)
-        source.close()
+            first.run(max_events=24, idle_exit_s=20)
+        first.source.close()
         first_items = {i["Reference"] for q in orchestrator.items.values() for i in q}
         monkeypatch.undo()
 
-        ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
-        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
-        stats = HandlerRuntime(spec, ctx, source).run(max_events=24, idle_exit_s=20)
-        source.close()
+        again = _kafka_runtime(spec, live, store)
+        stats = again.run(max_events=24, idle_exit_s=20)
+        again.source.close()
+        ctx = again.ctx
         assert ctx.sinks is not None and ctx.sinks.rpa is not None
         assert ctx.sinks.rpa.already_there == len(first_items) and ctx.sinks.rpa.added == 0
         ctx.sinks.close()
@@ -445,7 +457,6 @@ def test_decisions_reach_the_topics_and_the_rpa_queue_once_across_a_crash(
 def test_a_broker_restart_mid_stream_loses_and_repeats_nothing(
     live: Settings, tmp_path: Path
 ) -> None:
-    import threading
     import time
 
     import boto3
@@ -472,14 +483,8 @@ def test_a_broker_restart_mid_stream_loses_and_repeats_nothing(
         mail = list(new_mail(live, 30, "restart").values())
         spec = kafka_handler(broker.bootstrap, topic, batch={"max_events": 4, "linger_ms": 20})
         store = open_store(live.online_store)
-        ctx = build_context(spec, live, store=store, triton_retry_s=5.0)
-        source = KafkaEventSource(spec.source_config())  # type: ignore[arg-type]
-        runtime = HandlerRuntime(spec, ctx, source)
-        result: dict[str, object] = {}
-        worker = threading.Thread(
-            target=lambda: result.update(stats=runtime.run(max_events=30, idle_exit_s=40))
-        )
-        worker.start()
+        runtime = _kafka_runtime(spec, live, store)
+        worker, result = _in_background(runtime, max_events=30, idle_exit_s=40)
         broker.produce(topic, mail[:15])
         deadline = time.monotonic() + 60
         while runtime.stats.decided < 8 and time.monotonic() < deadline:
@@ -490,8 +495,8 @@ def test_a_broker_restart_mid_stream_loses_and_repeats_nothing(
         broker.produce(topic, mail[15:])
         worker.join(120)
         assert not worker.is_alive()
-        lag = source.lag()
-        source.close()
+        lag = runtime.source.lag()
+        runtime.source.close()
         store.close()
     finally:
         broker.stop()

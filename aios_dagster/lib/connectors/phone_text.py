@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import phonenumbers
@@ -115,12 +115,12 @@ def _masks_every_digit(
     """
     if _DIGIT.search(snippet, 0, start) or _DIGIT.search(snippet, end):
         return False
-    at = start
+    at = start  # every digit before ``at`` is masked; an empty range finds none
     for s, e in spans:
-        if s > at and _DIGIT.search(snippet, at, min(s, end)):
+        if _DIGIT.search(snippet, at, min(s, end)):
             return False
         at = max(at, e)
-    return at >= end or not _DIGIT.search(snippet, at, end)
+    return not _DIGIT.search(snippet, at, end)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -173,6 +173,15 @@ def _runs(text: str) -> Iterator[re.Match[str]]:
 
 def find_phones(text: str) -> list[tuple[int, int]]:
     """Start and end of every phone number in ``text``, in order, not overlapping."""
+    return _find(text, _phones_in_snippet)
+
+
+#: Decides one snippet: ``(snippet, run_start, run_end) -> phone spans within it``.
+Decide = Callable[[str, int, int], tuple[tuple[int, int], ...]]
+
+
+def _find(text: str, decide: Decide) -> list[tuple[int, int]]:
+    """The phones in ``text`` as ``decide`` reads each run's snippet (tests ask one port)."""
     spans: list[tuple[int, int]] = []
     for run in _runs(text):
         digits = run.group()
@@ -184,7 +193,7 @@ def find_phones(text: str) -> list[tuple[int, int]]:
         # the same: a number recurs in many sentences, and the cache sees one snippet.
         snippet = _as_context(text[lo:start]) + digits + _as_context(text[end : end + _AFTER])
         before = start - lo
-        for s, e in _phones_in_snippet(snippet, before, before + len(digits)):
+        for s, e in decide(snippet, before, before + len(digits)):
             if not spans or lo + s >= spans[-1][1]:
                 spans.append((lo + s, lo + e))
     return spans

@@ -73,7 +73,8 @@ class PhoneWorker:
 
     def __init__(self, *, start_rows: int = START_ROWS) -> None:
         self.start_rows = start_rows
-        self.served = 0  # calls the child answered
+        self.calls = 0  # calls with rows to mask (one per masked text column of a batch)
+        self.served = 0  # of those, the ones the child answered
         self.failure: str | None = None  # why the child is no longer used, if it is not
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready = False
@@ -87,12 +88,12 @@ class PhoneWorker:
     ) -> None:
         self.close()
 
-    def summary(self, batches: int) -> str:
+    def summary(self) -> str:
         """Where this run's phones were matched, for the run's metadata."""
         if self.failure is not None:
             return f"in-process after the worker failed ({self.failure})"
         if self.served:
-            return f"worker process ({self.served} of {batches} batches)"
+            return f"worker process ({self.served} of {self.calls} calls)"
         return "in-process"
 
     @property
@@ -103,6 +104,7 @@ class PhoneWorker:
         from aios_dagster.lib.connectors.phones import mask_candidate_rows
 
         with self._lock:
+            self.calls += 1
             if (
                 self._proc is None
                 and self.failure is None

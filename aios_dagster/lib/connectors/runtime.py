@@ -172,7 +172,7 @@ def run_connector(
             # The batch before a failure is made durable (and its cursor saved) as before;
             # if its write failed too, that error is the one raised.
             settle()
-            report.phone_matching = phones.summary(taken)
+            report.phone_matching = phones.summary()
     if report.drift.any and log is not None:
         log.warning(f"{spec.name}: schema drift in {report.source}: {report.drift.describe()}")
     return report
