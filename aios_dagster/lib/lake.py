@@ -16,6 +16,8 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from aios_dagster.lib.parquet_encoding import dictionary_columns
+
 
 class LakeResource(dg.ConfigurableResource):
     """Local-folder lake (embedded profile); production points ``root`` at mounted storage."""
@@ -33,7 +35,7 @@ class LakeResource(dg.ConfigurableResource):
         target = self.part_path(dataset, part)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=dictionary_columns(table))
         tmp.replace(target)
         return target
 

@@ -44,3 +44,37 @@ def test_every_empty_line_is_reported_once_wherever_chunks_are_cut(
         assert out == data
         assert blank == _blank_lines(data), data
         assert lines == data.count(b"\n")
+
+
+def _stream_outcome(data: bytes) -> tuple[bytes, str | None, int | None, str]:
+    stream = TextStream(io.BytesIO(data), "utf-8")
+    out = b""
+    while piece := stream.read(5):
+        out += piece
+    error = stream.error
+    return out, error and error.rule, error and error.line, error.detail if error else ""
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 4, 7, 64])
+def test_the_fast_utf8_check_agrees_with_the_decoder_wherever_chunks_are_cut(
+    chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Valid text comes out byte for byte; bad bytes give the same rule, line, detail and good
+    prefix as Python's strict decoder does (the slow path, forced here for the reference)."""
+    monkeypatch.setattr(text_stream, "TEXT_CHUNK_BYTES", chunk)
+    rng = random.Random(chunk)
+    good = ["a", "\n", ",", "é", "€", "𝄞", "ß\n", "中文"]
+    bad = [b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82", b"\x80"]
+    cases = []
+    for _ in range(400):
+        parts = [rng.choice(good).encode() for _ in range(rng.randrange(1, 30))]
+        if rng.random() < 0.4:
+            parts.insert(rng.randrange(len(parts) + 1), rng.choice(bad))
+        cases.append(b"".join(parts))
+    fast = {data: _stream_outcome(data) for data in cases}
+    monkeypatch.setattr(text_stream, "_is_utf8", lambda _data: False)
+    for data, outcome in fast.items():
+        assert outcome == _stream_outcome(data), data
+        if outcome[1] is None:
+            assert outcome[0] == data
+    assert sum(outcome[1] == "undecodable" for outcome in fast.values()) > 50

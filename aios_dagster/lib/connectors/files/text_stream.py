@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import io
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import IO, Any
 
 import fsspec.compression
 import numpy as np
+import pyarrow as pa
 
 from aios_dagster.lib.connectors.files.storage import StorageError
 
@@ -81,8 +83,7 @@ class TextStream(io.RawIOBase):
         self._decoder = codecs.getincrementaldecoder(encoding)("strict")
         self._on_blank = on_blank_line
         self.error: BadInput | None = None
-        self._buffer = b""
-        self._pos = 0
+        self._pieces: collections.deque[memoryview] = collections.deque()  # handed out next
         self._carry = b""  # the incomplete last line, handed out with the next chunk
         self._consumed = 0  # raw (decompressed) bytes read so far
         self._lines = 0  # newlines handed out so far
@@ -94,21 +95,29 @@ class TextStream(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         wanted = -1 if size is None else size
         got = 0
         while wanted < 0 or got < wanted:
-            if self._pos >= len(self._buffer):
-                if self._eof:
-                    break
-                self._fill()
-                continue
-            end = len(self._buffer) if wanted < 0 else self._pos + (wanted - got)
-            piece = self._buffer[self._pos : end]
-            self._pos += len(piece)
+            piece = self._next_piece(-1 if wanted < 0 else wanted - got)
+            if piece is None:
+                break
             got += len(piece)
             parts.append(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return b"".join(parts)
+
+    def _next_piece(self, size: int) -> memoryview | None:
+        """A view of the next at most ``size`` (< 0: any) bytes of one piece; None at the end."""
+        while not self._pieces:
+            if self._eof:
+                return None
+            self._fill()
+        piece = self._pieces[0]
+        if 0 <= size < len(piece):
+            self._pieces[0] = piece[size:]
+            return piece[:size]
+        self._pieces.popleft()
+        return piece
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
@@ -132,20 +141,39 @@ class TextStream(io.RawIOBase):
             self._first = False
             if out.startswith(_UTF8_BOM):
                 out = out[len(_UTF8_BOM) :]
-        whole = self._carry + out if self._carry else out
+        # The held-back line and this chunk's whole lines go out as two pieces: joining them
+        # would copy every byte once more. The carry never holds a newline; after a problem
+        # it is dropped, so the stream ends with the last complete line.
+        carry, self._carry = self._carry, b""
         if self._eof and self.error is None:
-            emit, self._carry = whole, b""
+            cut = len(out)  # the end of the text: everything goes out
         else:
-            cut = whole.rfind(b"\n") + 1
-            emit, self._carry = whole[:cut], (b"" if self.error else whole[cut:])
-        newlines = _newlines(emit)
-        if self._on_blank is not None and emit:
-            self._find_blank_lines(emit, newlines)
-        self._lines += len(newlines)
-        self._tail = (self._tail + emit[-2:])[-2:]
-        self._buffer, self._pos = emit, 0
+            cut = out.rfind(b"\n") + 1
+            if not cut:  # no line ends in this chunk: nothing goes out yet
+                if self.error is None:
+                    self._carry = carry + out
+                carry = b""
+            elif self.error is None:
+                self._carry = out[cut:]
+        for data, end in ((carry, len(carry)), (out, cut)):
+            if end:
+                self._hand_out(data, end)
         if self.error is not None:
             self.error.line = self._lines + 1  # the first line not handed out
+
+    def _hand_out(self, data: bytes, end: int) -> None:
+        """Queue ``data[:end]`` for the reader, counting its lines and reporting empty ones."""
+        view = memoryview(data)
+        if end < len(data):
+            view = view[:end]
+        if self._on_blank is not None:
+            newlines = _newlines(view)
+            self._find_blank_lines(data, end, newlines)
+            self._lines += len(newlines)
+        else:
+            self._lines += data.count(b"\n", 0, end)
+        self._tail = (self._tail + data[max(end - 2, 0) : end])[-2:]
+        self._pieces.append(view)
 
     def _next_chunk(self) -> bytes:
         """The next chunk as valid UTF-8 (raises ``BadInput`` carrying the good prefix)."""
@@ -170,6 +198,14 @@ class TextStream(io.RawIOBase):
             problem = self._bad_spot("binary_file", whole, nul, base)
             problem.good = b""  # a binary file from its first bytes: no line of it is text
             raise problem
+        if self._utf8 and nul < 0:
+            # The usual chunk: valid UTF-8, checked without building the text. The decoder
+            # below is the slow path that finds where, and what, is wrong.
+            keep = len(whole) if final else _complete_utf8(whole)
+            head = whole if keep == len(whole) else whole[:keep]
+            if _is_utf8(head):
+                self._decoder.setstate((whole[keep:], 0))  # a split last char waits
+                return head
         try:
             text = self._decoder.decode(data, final)
         except UnicodeDecodeError as err:
@@ -211,14 +247,15 @@ class TextStream(io.RawIOBase):
             )
         return BadInput(rule, detail, line, good=good.encode("utf-8"))
 
-    def _find_blank_lines(self, out: bytes, newlines: np.ndarray) -> None:
-        """Report each empty line in ``out`` (``newlines``: the offsets of its ``\\n`` bytes)."""
+    def _find_blank_lines(self, out: bytes, end: int, newlines: np.ndarray) -> None:
+        """Report each empty line in ``out[:end]``, the next bytes handed out (``newlines``:
+        the offsets of its ``\\n`` bytes)."""
         assert self._on_blank is not None
         tail = self._tail
         at_line_start = tail == b"" or tail.endswith(b"\n")
         after_cr = tail.endswith(b"\n\r") or tail == b"\r"
-        if (at_line_start and out.startswith((b"\n", b"\r\n"))) or (
-            after_cr and out.startswith(b"\n")
+        if (at_line_start and out.startswith((b"\n", b"\r\n"), 0, end)) or (
+            after_cr and out.startswith(b"\n", 0, end)
         ):
             self._on_blank(self._lines + 1)
         if len(newlines) < 2:
@@ -235,7 +272,37 @@ class TextStream(io.RawIOBase):
             self._on_blank(self._lines + k + 2)
 
 
-def _newlines(data: bytes) -> np.ndarray:
+def _complete_utf8(data: bytes) -> int:
+    """``len(data)`` less a character cut off at its end: bytes that begin a valid character
+    but not all of it, exactly those the strict decoder would hold back for the next chunk.
+    Whether the rest is valid is not decided here."""
+    size = len(data)
+    for back in range(1, min(3, size) + 1):
+        if data[size - back] < 0x80:
+            return size  # ASCII: nothing is cut off
+        if data[size - back] >= 0xC0:  # the lead byte of the last character
+            with contextlib.suppress(UnicodeDecodeError):
+                if codecs.utf_8_decode(data[size - back :], "strict", False)[1] == 0:
+                    return size - back  # a valid beginning, held back
+            return size
+    return size
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8 (as Python's strict decoder judges it), in Arrow's
+    validator: several times faster than decoding, and no text object is built."""
+    if data.isascii():
+        return True
+    offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
+    array = pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data))
+    try:
+        array.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _newlines(data: bytes | memoryview) -> np.ndarray:
     """Offsets of the ``\\n`` bytes in ``data``, found by numpy, which works outside Python's lock
     (the parser's read-ahead thread calls this while the batch before is being landed)."""
     return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == _LF)
