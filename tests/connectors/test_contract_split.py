@@ -6,7 +6,8 @@ a null written as NaN, an integer as a float) would land differently after a fix
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pyarrow as pa
 
@@ -35,3 +36,24 @@ def test_record_copies_are_the_pandas_landings_json_for_every_type() -> None:
     assert record_copies(table, positions) == expected
     assert record_copies(table, []) == []
     assert '"n": null' in expected[2] and '"at": "2026-11-24T09:30:15.123456+00:00"' in expected[0]
+
+
+def test_record_copies_of_other_types_are_the_pandas_landings_json_too() -> None:
+    """A source's own types (a Parquet or SQL batch before conformance) take the classic route."""
+    stamp = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=UTC)
+    table = pa.table(
+        {
+            "day": pa.array([date(2026, 1, 2), None, date(1999, 12, 31)], pa.date32()),
+            "small": pa.array([1, None, -3], pa.int32()),
+            "price": pa.array([Decimal("1.10"), None, Decimal("-0.5")], pa.decimal128(9, 2)),
+            "ns": pa.array([stamp, None, stamp], pa.timestamp("ns", tz="UTC")),
+            "naive": pa.array([stamp.replace(tzinfo=None), None, None], pa.timestamp("us")),
+            "paris": pa.array([stamp, stamp, None], pa.timestamp("us", tz="Europe/Paris")),
+            "big": pa.array(["x", None, "ÿ"], pa.large_string()),
+            "cat": pa.array(["a", "b", None]).dictionary_encode(),
+            "ints": pa.array([[1, None], None, []], pa.list_(pa.int64())),
+        }
+    )
+    positions = [2, 1, 0]
+    frame = _classic_frame(table.take(pa.array(positions)))
+    assert record_copies(table, positions) == [record_json(frame, i) for i in range(len(positions))]

@@ -52,6 +52,9 @@ _REGEX_RULE = "expect_column_values_to_match_regex"
 # bools, nanosecond timestamps): for the validation view, quarantined records and the pandas
 # metadata written with each part.
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
+# Types whose Python values (``to_pylist``) are already what the classic frame's JSON holds.
+_AS_PYTHON = frozenset({pa.string(), pa.int64(), pa.bool_()})
+_LANDED_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,9 @@ def _reads(contract: Contract) -> _Reads:
 def _classic(array: pa.ChunkedArray) -> pd.Series:
     """A column as the pandas landing always held it."""
     if pa.types.is_timestamp(array.type):
-        return array.to_pandas().astype(f"datetime64[ns, {array.type.tz or 'UTC'}]")
+        # A source's naive timestamps stay naive: pandas refuses to give them a zone by astype.
+        zone = f", {array.type.tz}" if array.type.tz else ""
+        return array.to_pandas().astype(f"datetime64[ns{zone}]")
     if pa.types.is_list(array.type):
         return pd.Series(array.to_pylist(), dtype=object)
     return array.to_pandas(types_mapper=_PANDAS_TYPES.get)
@@ -128,13 +133,27 @@ def record_copies(table: pa.Table, positions: Sequence[int] | np.ndarray) -> lis
     """
     if not len(positions):
         return []
-    frame = _classic_frame(table.take(pa.array(np.asarray(positions, dtype=np.int64))))
-    names = list(frame.columns)
-    columns = [[_jsonable(v) for v in frame[name].tolist()] for name in names]
+    taken = table.take(pa.array(np.asarray(positions, dtype=np.int64)))
+    names = taken.column_names
+    columns = [_json_values(column) for column in taken.columns]
     return [
         json.dumps(dict(zip(names, row, strict=True)), default=str, sort_keys=True)
         for row in zip(*columns, strict=True)
     ]
+
+
+def _json_values(array: pa.ChunkedArray) -> list[Any]:
+    """A column's values as ``_jsonable`` makes them of the classic frame's, read from Arrow
+    directly for the landed schema's types (a pandas Series per column and call cost more
+    than the values). Any other type takes the classic conversion itself."""
+    kind = array.type
+    if kind in _AS_PYTHON or (pa.types.is_list(kind) and kind.value_type == pa.string()):
+        return array.to_pylist()
+    if kind == pa.float64():
+        return [None if v is None or v != v else v for v in array.to_pylist()]  # NaN: null
+    if kind == _LANDED_TIMESTAMP:
+        return [None if v is None else v.isoformat() for v in array.to_pylist()]
+    return [_jsonable(v) for v in _classic(array).tolist()]
 
 
 def _repeated(value: Any, rows: int) -> pa.Array:

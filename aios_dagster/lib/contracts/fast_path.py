@@ -52,6 +52,8 @@ def _meets_null(values: pd.Series, kwargs: Mapping[str, Any]) -> np.ndarray:
 
 
 def _meets_unique(values: pd.Series, kwargs: Mapping[str, Any]) -> np.ndarray:
+    if values.is_unique:  # the usual id column: one counting pass instead of a row mask
+        return np.ones(len(values), dtype=bool)
     return ~values.duplicated(keep=False).to_numpy()
 
 
