@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from aios_dagster.lib.connectors import pii_policy
 from aios_dagster.lib.connectors.pii import (
     PiiMasker,
     mask_array,
@@ -123,8 +124,13 @@ def test_a_column_that_is_not_text_is_tokenized_and_masked_like_its_digits() -> 
     assert counts == {"TOKENIZED": 2}
 
 
+@pytest.mark.parametrize("bulk", [True, False], ids=["duckdb", "python"])
 @pytest.mark.parametrize("key", ["k", "", "é-clé", "x" * 64, "y" * 65, "z" * 200])
-def test_tokens_hashed_in_bulk_are_the_maskers_tokens(key: str) -> None:
+def test_tokens_hashed_in_bulk_are_the_maskers_tokens(
+    key: str, bulk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both routes (DuckDB's SQL for many values, a Python loop for a few) give its tokens."""
+    monkeypatch.setattr(pii_policy, "DUCKDB_MIN_VALUES", 0 if bulk else 1 << 30)
     masker = PiiMasker(hmac_key=key)
     values = ["Jane@Example.com ", "jane@example.com", "  ", "İstanbul", "Straße", "\x1cx\x1f", ""]
     values += [f"customer{i}@example.test" for i in range(50)]

@@ -45,6 +45,8 @@ from aios_dagster.lib.connectors.spec import PiiRule
 #: Rows without one of these characters hold nothing any detector can find.
 _DETECTABLE = r"[@0-9]"
 _SHA256_BLOCK = 64
+#: Fewer values than this are hashed in Python: DuckDB's per-query cost is larger.
+DUCKDB_MIN_VALUES = 4096
 #: Values whose token DuckDB computes: printable ASCII, no whitespace at either end.
 _PLAIN_ASCII = r"^[!-~](?:[ -~]*[!-~])?$"
 _HMAC_SQL = (
@@ -87,10 +89,10 @@ def token_hasher(hmac_key: str) -> Callable[[pa.Array], pa.Array]:
     connection = duckdb.connect(config={"threads": 1})  # the policy's own pool does the rest
     lock = threading.Lock()
 
-    def in_python(values: list[str]) -> list[str | None]:
+    def in_python(values: list[str | None]) -> list[str | None]:
         out: list[str | None] = []
         for value in values:
-            if value == "":
+            if value is None or value == "":
                 out.append(None)
                 continue
             digest = inner.copy()
@@ -111,6 +113,8 @@ def token_hasher(hmac_key: str) -> Callable[[pa.Array], pa.Array]:
 
     def tokens(values: pa.Array) -> pa.Array:
         values = contiguous(values).cast(pa.string())
+        if len(values) < DUCKDB_MIN_VALUES:  # a later batch's few new values: a query costs more
+            return pa.array(in_python(values.to_pylist()), pa.string())
         plain = _flag(pc.match_substring_regex(values, _PLAIN_ASCII))
         out = pa.nulls(len(values), pa.string())
         if pc.any(plain).as_py():
