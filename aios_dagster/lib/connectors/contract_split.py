@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from aios_dagster.lib.connectors.conform import ARROW_TYPES
 from aios_dagster.lib.contracts.landing import (
     QUARANTINE_EXTRA,
     QUARANTINE_SCHEMA,
@@ -52,9 +53,9 @@ _REGEX_RULE = "expect_column_values_to_match_regex"
 # bools, nanosecond timestamps): for the validation view, quarantined records and the pandas
 # metadata written with each part.
 _PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
-# Types whose Python values (``to_pylist``) are already what the classic frame's JSON holds.
-_AS_PYTHON = frozenset({pa.string(), pa.int64(), pa.bool_()})
-_LANDED_TIMESTAMP = pa.timestamp("us", tz="UTC")
+# Landed types whose Python values (``to_pylist``) are already what the classic frame's JSON
+# holds; floats and timestamps need one step more (see ``_json_values``).
+_AS_PYTHON = frozenset(ARROW_TYPES[kind] for kind in ("string", "int64", "bool", "list<string>"))
 
 
 @dataclass(frozen=True)
@@ -147,11 +148,11 @@ def _json_values(array: pa.ChunkedArray) -> list[Any]:
     directly for the landed schema's types (a pandas Series per column and call cost more
     than the values). Any other type takes the classic conversion itself."""
     kind = array.type
-    if kind in _AS_PYTHON or (pa.types.is_list(kind) and kind.value_type == pa.string()):
+    if kind in _AS_PYTHON:
         return array.to_pylist()
-    if kind == pa.float64():
+    if kind == ARROW_TYPES["float64"]:
         return [None if v is None or v != v else v for v in array.to_pylist()]  # NaN: null
-    if kind == _LANDED_TIMESTAMP:
+    if kind == ARROW_TYPES["timestamp"]:
         return [None if v is None else v.isoformat() for v in array.to_pylist()]
     return [_jsonable(v) for v in _classic(array).tolist()]
 
